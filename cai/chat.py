@@ -1,0 +1,78 @@
+"""The few value types every part of cai speaks: messages in, completions out.
+
+Provider response objects never leave a backend; they are turned into these first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # "system", "user" or "assistant"
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+def messages_from_dicts(items: list[dict[str, Any]]) -> list[Message]:
+    """Turn TRL-style `[{"role": ..., "content": ...}]` into messages."""
+    return [Message(str(m["role"]), str(m["content"])) for m in items]
+
+
+def messages_to_dicts(messages: list[Message]) -> list[dict[str, str]]:
+    return [m.to_dict() for m in messages]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling parameters. Fields left as None fall back to the backend's own default."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 256
+    seed: int | None = None
+    repeat_penalty: float | None = None  # llama.cpp only; others ignore it
+    stop: tuple[str, ...] = ()
+    top_logprobs: int = 0  # alternatives wanted per generated token; 0 for none
+
+    def with_(self, **changes: Any) -> Sampling:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token, its log-probability, and the most likely alternatives at its place."""
+
+    token: str
+    logprob: float
+    top: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str  # "stop", "length", ...
+    usage: Usage
+    model: str
+    logprobs: tuple[TokenLogprob, ...] | None = None

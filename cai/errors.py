@@ -1,0 +1,25 @@
+"""Errors that reach the user as one clear message, never as a traceback."""
+
+
+class CaiError(Exception):
+    """A problem the user can fix; the CLI prints it and exits non-zero."""
+
+
+class InputError(CaiError):
+    """Bad input in a file the user gave us, with where it is and how to fix it."""
+
+    def __init__(self, path: object, line: int | None, message: str):
+        self.path, self.line, self.message = str(path), line, message
+        where = f"{self.path}:{line}" if line else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class BackendError(CaiError):
+    """A request failed for good; `retryable` says whether trying again could help."""
+
+    def __init__(self, message: str, *, retryable: bool = False, cause: str = "error",
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.cause = cause  # short label for summaries: "429", "500", "timeout", "refusal", ...
+        self.retry_after = retry_after

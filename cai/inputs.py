@@ -1,0 +1,116 @@
+"""Prompt files: JSONL (`prompt` or `messages`), CSV with a `prompt` column, or plain text."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cai.chat import Message
+from cai.errors import InputError
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    id: str
+    messages: tuple[Message, ...]  # the conversation so far, ending with the user's turn
+    line: int
+
+    @property
+    def text(self) -> str:
+        return self.messages[-1].content
+
+
+def prompt_id(messages: tuple[Message, ...]) -> str:
+    """A stable id from the content, so reruns find the same prompts whatever their order."""
+    blob = json.dumps([m.to_dict() for m in messages], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def read_prompts(path: str | Path, limit: int | None = None) -> list[PromptItem]:
+    """Read a prompt file; duplicates (same id) are kept once."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, None, "prompt file not found; pass a .jsonl, .csv or .txt file")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        items = _jsonl(path)
+    elif suffix == ".csv":
+        items = _csv(path)
+    else:
+        items = _text(path)
+    seen: set[str] = set()
+    unique = []
+    for item in items:
+        if item.id not in seen:
+            seen.add(item.id)
+            unique.append(item)
+    if not unique:
+        raise InputError(path, None, "no prompts in the file")
+    return unique[:limit] if limit else unique
+
+
+def _item(path: Path, line: int, messages: list[Message], given_id: Any = None) -> PromptItem:
+    if not messages or messages[-1].role != "user":
+        raise InputError(path, line, "the conversation must end with a user message")
+    if not messages[-1].content.strip():
+        raise InputError(path, line, "the prompt is empty; write the prompt or remove the line")
+    msgs = tuple(messages)
+    return PromptItem(str(given_id) if given_id not in (None, "") else prompt_id(msgs), msgs, line)
+
+
+def _jsonl(path: Path) -> list[PromptItem]:
+    items = []
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(path, line_no, f"not valid JSON ({e.msg}); each line must be "
+                                 'an object such as {"prompt": "..."}') from None
+            if not isinstance(record, dict):
+                raise InputError(path, line_no, 'each line must be an object such as '
+                                 '{"prompt": "..."}')
+            items.append(_item(path, line_no, _messages(path, line_no, record), record.get("id")))
+    return items
+
+
+def _messages(path: Path, line: int, record: dict[str, Any]) -> list[Message]:
+    if "messages" in record or isinstance(record.get("prompt"), list):
+        raw = record.get("messages", record.get("prompt"))
+        if not isinstance(raw, list) or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str)
+            and isinstance(m.get("content"), str) for m in raw
+        ):
+            raise InputError(path, line, "'messages' must be a list of "
+                             '{"role": "user", "content": "..."} objects')
+        return [Message(m["role"], m["content"]) for m in raw]
+    prompt = record.get("prompt")
+    if not isinstance(prompt, str):
+        keys = ", ".join(record) or "none"
+        raise InputError(path, line, f"no 'prompt' text (keys found: {keys}); give each line "
+                         "a 'prompt' string or a 'messages' list")
+    return [Message("user", prompt)]
+
+
+def _csv(path: Path) -> list[PromptItem]:
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or "prompt" not in reader.fieldnames:
+            raise InputError(path, 1, f"no 'prompt' column (columns: "
+                             f"{', '.join(reader.fieldnames or [])}); name the column 'prompt'")
+        return [
+            _item(path, reader.line_num, [Message("user", row["prompt"] or "")], row.get("id"))
+            for row in reader
+        ]
+
+
+def _text(path: Path) -> list[PromptItem]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [_item(path, n, [Message("user", t.strip())]) for n, t in enumerate(lines, 1)
+            if t.strip()]

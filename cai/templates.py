@@ -1,0 +1,78 @@
+"""Prompt templates: every text cai sends a model comes from a file in prompts/.
+
+Templates are Jinja2 with undefined variables as errors. Each file opens with a comment that
+says what it is for and lists its variables. A user's own folder (`--templates DIR`) is searched
+first, so overriding one template means copying just that file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.meta
+
+from cai.errors import CaiError
+from cai.paths import shipped
+
+SUFFIX = ".j2"
+
+
+class Templates:
+    def __init__(self, directory: str | Path | None = None):
+        if directory is not None and not Path(directory).is_dir():
+            raise CaiError(f"{directory}: templates folder not found; pass an existing folder "
+                           "or leave --templates out to use the shipped ones")
+        self.dirs = [Path(directory)] if directory else []
+        self.dirs.append(shipped("prompts"))
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader([str(d) for d in self.dirs]),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            autoescape=False,
+        )
+
+    def names(self) -> list[str]:
+        return sorted({p.stem for d in self.dirs for p in d.glob(f"*{SUFFIX}")})
+
+    def source(self, name: str) -> tuple[str, str]:
+        """The template's text and the file it came from."""
+        try:
+            text, filename, _ = self.env.loader.get_source(self.env, name + SUFFIX)  # type: ignore[union-attr]
+        except jinja2.TemplateNotFound:
+            raise CaiError(f"no template '{name}'; known: {', '.join(self.names())}") from None
+        return text, str(filename)
+
+    def variables(self, name: str) -> list[str]:
+        text, _ = self.source(name)
+        return sorted(jinja2.meta.find_undeclared_variables(self.env.parse(text)))
+
+    def sha256(self, name: str) -> str:
+        return _sha(self.source(name)[0])
+
+    def render(self, name: str, **variables: Any) -> str:
+        """Render a template; a missing variable is an error naming the template and variable."""
+        try:
+            template = self.env.get_template(name + SUFFIX)
+            return template.render(**variables).strip()
+        except jinja2.TemplateNotFound:
+            raise CaiError(f"no template '{name}'; known: {', '.join(self.names())}") from None
+        except jinja2.UndefinedError as e:
+            _, filename = self.source(name)
+            raise CaiError(f"{filename}: {e.message}; this template takes "
+                           f"{', '.join(self.variables(name))}") from None
+        except jinja2.TemplateSyntaxError as e:
+            raise CaiError(f"{e.filename}:{e.lineno}: template syntax error: {e.message}") from None
+
+    def hashes(self, *names: str) -> dict[str, str]:
+        return {n: self.sha256(n) for n in names}
+
+
+@cache
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,45 @@
+"""Shared fixtures. Tests need nothing outside the repo: no network, no ../shared."""
+
+from __future__ import annotations
+
+import importlib.util
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+needs_local = pytest.mark.skipif(not (has("llama_cpp")), reason="needs the local extra")
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    """Write a dedented text file into tmp_path and return its path."""
+
+    def _write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return path
+
+    return _write
+
+
+MINIMAL = """name: tiny
+version: "0.1"
+description: A tiny constitution for tests.
+principles:
+  - id: alpha
+    critique: Say what is wrong.
+    revision: Fix it.
+    judge: Which is better?
+    weight: 3
+  - id: beta
+    critique: Point out rudeness.
+    revision: Make it polite.
+"""

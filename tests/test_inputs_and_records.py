@@ -1,0 +1,86 @@
+import json
+
+import pytest
+
+from cai.errors import InputError
+from cai.inputs import read_prompts
+from cai.records import JsonlWriter, done_ids, keep_ids, read_jsonl, repair
+from tests.conftest import ROOT
+
+
+def test_jsonl_prompt_and_messages(write):
+    path = write("p.jsonl", """
+        {"prompt": "Hello"}
+        {"id": "x2", "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}]}
+
+        {"prompt": "Hello"}
+    """)
+    items = read_prompts(path)
+    assert [i.text for i in items] == ["Hello", "Q"]  # the duplicate is kept once
+    assert items[1].id == "x2" and items[1].messages[0].role == "system"
+    assert items[0].id == read_prompts(path)[0].id  # ids are stable across reads
+
+
+def test_csv_and_text_formats(write):
+    assert [i.id for i in read_prompts(write("p.csv", "id,prompt\na,One\nb,Two\n"))] == ["a", "b"]
+    assert [i.text for i in read_prompts(write("p.txt", "One\n\n  Two  \n"))] == ["One", "Two"]
+
+
+def test_shipped_examples_read():
+    assert len(read_prompts(ROOT / "examples" / "prompts.jsonl")) >= 8
+    assert read_prompts(ROOT / "examples" / "prompts.jsonl", limit=3)[2].line == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("p.jsonl", '{"prompt": "ok"}\n{"prompt": "unclosed\n', "p.jsonl:2: not valid JSON"),
+        ("p.jsonl", '{"prompt": "ok"}\n{"text": "x"}\n', "p.jsonl:2: no 'prompt' text (keys found: text)"),
+        ("p.jsonl", '["a"]\n', "p.jsonl:1: each line must be an object"),
+        ("p.jsonl", '{"messages": [{"role": "user"}]}\n', "p.jsonl:1: 'messages' must be a list"),
+        ("p.jsonl", '{"messages": [{"role": "assistant", "content": "x"}]}\n',
+         "p.jsonl:1: the conversation must end with a user message"),
+        ("p.jsonl", '{"prompt": "  "}\n', "p.jsonl:1: the prompt is empty"),
+        ("p.csv", "id,text\na,b\n", "p.csv:1: no 'prompt' column (columns: id, text)"),
+        ("p.txt", "\n\n", "p.txt: no prompts in the file"),
+    ],
+)
+def test_bad_prompt_files_name_file_and_line(write, name, text, message):
+    path = write(name, text)
+    with pytest.raises(InputError) as e:
+        read_prompts(path)
+    assert str(e.value).startswith(str(path.parent / message))
+
+
+def test_missing_prompt_file(tmp_path):
+    with pytest.raises(InputError, match="prompt file not found"):
+        read_prompts(tmp_path / "none.jsonl")
+
+
+def test_writer_appends_whole_lines_and_repairs_a_partial_one(tmp_path):
+    path = tmp_path / "a.jsonl"
+    with JsonlWriter(path) as w:
+        w.write({"id": "1", "text": "é"})
+    with path.open("a") as f:
+        f.write('{"id": "2", "te')  # what a kill mid-write leaves
+    assert done_ids(path) == {"1"}
+    with JsonlWriter(path) as w:
+        w.write({"id": "3"})
+    assert [r["id"] for r in read_jsonl(path)] == ["1", "3"]
+    repair(path)
+    assert path.read_text(encoding="utf-8").endswith("\n")
+
+
+def test_keep_ids_drops_uncommitted_records(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps({"id": i}) + "\n" for i in "abc"))
+    assert keep_ids(path, {"a", "c"}) == 1
+    assert [r["id"] for r in read_jsonl(path)] == ["a", "c"]
+    assert keep_ids(path, {"a", "c"}) == 0
+
+
+def test_read_jsonl_names_the_bad_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"a": 1}\nnot json\n')
+    with pytest.raises(InputError, match=r"r.jsonl:2: not valid JSON"):
+        list(read_jsonl(path))
