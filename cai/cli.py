@@ -139,6 +139,164 @@ def try_(constitution: str, prompt_text: str, principle: str | None, compare: st
              rounds=rounds, seed=seed, templates=templates)
 
 
+# ---------------------------------------------------------------- sampling and judging
+
+
+@cli.command()
+@click.option("--prompts", "prompts_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--model", default="local", show_default=True, help="The policy to sample.")
+@click.option("--n", "n", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Responses per prompt.")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--temperature", default=None, type=float, help="[default: the model's own]")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--limit", default=None, type=click.IntRange(1))
+@model_options
+def sample(prompts_file: str, model: str, n: int, out: str, temperature: float | None,
+           seed: int, limit: int | None, base_urls: tuple[str, ...], concurrency: int,
+           templates: str | None) -> None:
+    """Sample K responses per prompt into responses.jsonl, for the judge."""
+    from cai.inputs import read_prompts
+    from cai.sample import sample as run
+    from cai.templates import Templates
+
+    items = read_prompts(prompts_file, limit)
+    client = _client(model, base_urls, concurrency)
+    _report(asyncio.run(_closing(run(items, client, Templates(templates), Path(out), n=n,
+                                     seed=seed, temperature=temperature,
+                                     concurrency=concurrency), client)))
+
+
+async def _closing(coro: Any, *clients: Any) -> Any:
+    """Await a stage, then close its clients whatever happened."""
+    try:
+        return await coro
+    finally:
+        for c in dict.fromkeys(clients):
+            await c.aclose()
+
+
+def judge_options(f: Any) -> Any:
+    """Options shared by `cai judge` and `cai eval judge`."""
+    for option in reversed([
+        click.option("--judge", "judge_spec", default="local", show_default=True,
+                     help="The judge model."),
+        click.option("--principles", type=click.Choice(["sample", "all"]), default="sample",
+                     show_default=True, help="One principle drawn per comparison, or all."),
+        click.option("--verdict", type=click.Choice(["auto", "text"]), default="auto",
+                     show_default=True, help="auto: logprobs where the model has them."),
+        click.option("--cot", is_flag=True, help="Reason before the verdict (chain of thought)."),
+        click.option("--cot-band", default="0.4,0.6", show_default=True,
+                     help="Clamp chain-of-thought probabilities to LO,HI."),
+        click.option("--length-control", is_flag=True,
+                     help="Tell the judge that length is no virtue."),
+        click.option("--seed", default=0, show_default=True),
+    ]):
+        f = option(f)
+    return model_options(f)
+
+
+def _judge(judge_spec: str, constitution: str | None, principles: str, verdict: str, cot: bool,
+           cot_band: str, length_control: bool, seed: int, base_urls: tuple[str, ...],
+           concurrency: int, templates: str | None):
+    from cai.constitution import load_constitution
+    from cai.judge import Judge, JudgeSettings
+    from cai.paths import resolve_constitution
+    from cai.templates import Templates
+
+    try:
+        lo, hi = (float(v) for v in cot_band.split(","))
+        assert 0 <= lo <= 0.5 <= hi <= 1
+    except (ValueError, AssertionError):
+        raise CaiError(f"--cot-band {cot_band!r}: give LO,HI with 0 <= LO <= 0.5 <= HI <= 1, "
+                       "e.g. 0.4,0.6") from None
+    const = load_constitution(resolve_constitution(constitution)) if constitution else None
+    client = _client(judge_spec, base_urls, concurrency, logprobs=verdict != "text")
+    settings = JudgeSettings(principles=principles, verdict=verdict, reasoning=cot,
+                             band=(lo, hi), length_control=length_control, seed=seed)
+    return Judge(client, Templates(templates), const, settings)
+
+
+@cli.command()
+@click.option("--responses", "responses_file", required=True, type=click.Path(dir_okay=False),
+              help="responses.jsonl from `cai sample`, or a preference file (prompt, chosen, "
+              "rejected) such as prefs.jsonl from `cai revise`.")
+@click.option("--constitution", default="harmless", show_default=True, help=CONSTITUTION_HELP)
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--pairs", type=click.Choice(["all", "best-worst"]), default="all",
+              show_default=True, help="With more than two responses: every pair, or the best "
+              "against the worst by mean win probability.")
+@click.option("--min-margin", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+              help="Pairs with |2p-1| below this go to low_margin.jsonl, not prefs.jsonl.")
+@click.option("--length-ratio", default=1.5, show_default=True, type=click.FloatRange(1),
+              help="Flag pairs whose chosen response is this many times longer.")
+@click.option("--calibrate", default=None, type=click.Path(dir_okay=False),
+              help="Human-labelled pairs to calibrate the judge on first.")
+@click.option("--limit", default=None, type=click.IntRange(1))
+@judge_options
+def judge(responses_file: str, constitution: str, out: str, pairs: str, min_margin: float,
+          length_ratio: float, calibrate: str | None, limit: int | None, **options: Any) -> None:
+    """Judge responses pairwise under principles: preference pairs with soft labels."""
+    from cai.judge import PairSettings, judge_file, read_candidates
+
+    items = read_candidates(Path(responses_file))[:limit]
+    j = _judge(constitution=constitution, **options)
+
+    async def go():
+        try:
+            if calibrate:
+                await _calibrate(j, calibrate, Path(out) / "calibration")
+            return await judge_file(items, j, Path(out),
+                                    pairs=PairSettings(pairs, min_margin, length_ratio),
+                                    concurrency=options["concurrency"])
+        finally:
+            await j.client.aclose()
+
+    result = asyncio.run(go())
+    _report(result)
+    s = result.summary["judge"]
+    console.print(f"pairs {s['pairs']} (low margin and unjudged in their own files), "
+                  f"position flips {s['position_flip_rate']}, longer won {s['longer_won_share']}, "
+                  f"unparsed orders {s['unparsed_orders']}, failed orders {s['failed_orders']}")
+
+
+async def _calibrate(j: Any, data: str, out: Path) -> Any:
+    from cai.calibration import judge_gold, read_gold
+
+    result = await judge_gold(read_gold(Path(data)), j, out, concurrency=8)
+    r = result.summary["report"]
+    console.print(f"[bold]calibration[/] on {data}: n {r['n']}, accuracy {r['accuracy']}, "
+                  f"kappa {r['kappa']}, ECE {r['ece']} -> {out / 'report.md'}")
+    return result
+
+
+@cli.group("eval")
+def eval_group() -> None:
+    """Evaluations: judge calibration against human labels."""
+
+
+@eval_group.command("judge")
+@click.option("--data", required=True, type=click.Path(dir_okay=False),
+              help="Human-labelled pairs: TRL preference JSONL or HH transcripts.")
+@click.option("--constitution", default=None,
+              help="Judge under these principles [default: one helpful-honest-harmless question].")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--limit", default=None, type=click.IntRange(1))
+@judge_options
+def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
+               **options: Any) -> None:
+    """Measure a judge against human labels: accuracy, kappa, flips, length bias, ECE."""
+    from cai.calibration import judge_gold, read_gold
+
+    gold = read_gold(Path(data))[:limit]
+    j = _judge(constitution=constitution, **options)
+    result = asyncio.run(_closing(judge_gold(gold, j, Path(out),
+                                             concurrency=options["concurrency"]), j.client))
+    _report(result)
+    console.print((Path(out) / "report.md").read_text(encoding="utf-8"), markup=False,
+                  highlight=False)
+
+
 # ---------------------------------------------------------------- constitutions
 
 

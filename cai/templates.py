@@ -38,7 +38,8 @@ class Templates:
         )
 
     def names(self) -> list[str]:
-        return sorted({p.stem for d in self.dirs for p in d.glob(f"*{SUFFIX}")})
+        return sorted({p.stem for d in self.dirs for p in d.glob(f"*{SUFFIX}")
+                       if not p.stem.startswith("_")})  # _name: a partial, included by others
 
     def source(self, name: str) -> tuple[str, str]:
         """The template's text and the file it came from."""

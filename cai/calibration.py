@@ -1,0 +1,217 @@
+"""Calibrating a judge on human-labelled pairs before a big job (`cai eval judge`).
+
+Reads TRL preference JSONL or Anthropic's HH transcripts, shows each pair to the judge in a
+seeded random orientation (so that "the human's choice" is not always the same slot), and
+reports agreement, Cohen's kappa, the position-flip rate, length bias and calibration.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cai.chat import Message, messages_to_dicts
+from cai.errors import InputError
+from cai.inputs import prompt_id
+from cai.judge import Judge, conversation_of, reply_text
+from cai.records import read_jsonl, write_json
+from cai.runner import StageResult, run_stage
+
+HH_TURN = re.compile(r"\n\n(Human|Assistant):")
+FILES = ("judgements.jsonl",)
+
+
+@dataclass(frozen=True)
+class GoldPair:
+    id: str
+    messages: tuple[Message, ...]
+    chosen: str  # the response the humans preferred
+    rejected: str
+
+
+def split_hh(transcript: str) -> tuple[tuple[Message, ...], str]:
+    """Split an HH transcript at its last `\\n\\nAssistant:` into (conversation, reply)."""
+    cut = transcript.rfind("\n\nAssistant:")
+    if cut < 0:
+        raise ValueError("no '\\n\\nAssistant:' turn")
+    head, reply = transcript[:cut], transcript[cut + len("\n\nAssistant:"):]
+    parts = HH_TURN.split(head)
+    turns = [Message("user" if role == "Human" else "assistant", text.strip())
+             for role, text in zip(parts[1::2], parts[2::2], strict=True)]
+    if not turns or turns[-1].role != "user":
+        raise ValueError("the conversation before the last reply must end with a Human turn")
+    return tuple(turns), reply.strip()
+
+
+def read_gold(path: Path) -> list[GoldPair]:
+    """Human-labelled pairs from TRL preference JSONL or the HH transcript format."""
+    pairs = []
+    for line, r in enumerate(read_jsonl(path), start=1):
+        try:
+            if "prompt" in r:
+                messages = conversation_of(r["prompt"])
+                chosen, rejected = reply_text(r["chosen"]), reply_text(r["rejected"])
+            else:
+                messages, chosen = split_hh(r["chosen"])
+                other, rejected = split_hh(r["rejected"])
+                if other != messages:
+                    raise ValueError("'chosen' and 'rejected' differ before the last reply")
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(path, line, f"expected TRL preference fields (prompt, chosen, "
+                             f"rejected) or HH transcripts (chosen, rejected); {e}") from None
+        pairs.append(GoldPair(str(r.get("id") or f"{prompt_id(messages)}-{line}"), messages,
+                              chosen, rejected))
+    if not pairs:
+        raise InputError(path, None, "no pairs in the file")
+    return pairs
+
+
+async def judge_gold(pairs: list[GoldPair], judge: Judge, out: Path, *, concurrency: int = 8,
+                     progress: bool | None = None) -> StageResult:
+    """Judge each gold pair in both orders into `out/judgements.jsonl`, then report."""
+
+    async def work(pair: GoldPair) -> dict[str, list[dict[str, Any]]]:
+        chosen_is_x = random.Random(f"{judge.settings.seed}:{pair.id}").random() < 0.5
+        x, y = (pair.chosen, pair.rejected) if chosen_is_x else (pair.rejected, pair.chosen)
+        c = await judge.compare(pair.messages, x, y, pair.id)
+        return {"judgements.jsonl": [{
+            "id": pair.id, "prompt": messages_to_dicts(list(pair.messages)),
+            "human_x": int(chosen_is_x), "p_x": c["p_x"],
+            "x_length": len(x), "y_length": len(y), "judgements": c["judgements"]}]}
+
+    config = {"judge": judge.client.spec, "template": judge.template,
+              "constitution": judge.constitution.provenance if judge.constitution else None,
+              "verdict_path": "logprobs" if judge.use_logprobs else "text"}
+    result = await run_stage("eval-judge", pairs, work, out=out, files=FILES,
+                             clients=[judge.client], concurrency=concurrency, config=config,
+                             progress=progress)
+    report = agreement_report(list(read_jsonl(out / "judgements.jsonl")),
+                              seed=judge.settings.seed)
+    report["judge"] = judge.client.spec
+    report["config"] = config
+    write_json(out / "report.json", report)
+    (out / "report.md").write_text(report_markdown(report), encoding="utf-8")
+    result.summary["report"] = {k: report[k] for k in ("n", "accuracy", "kappa", "ece")}
+    return result
+
+
+# ---------------------------------------------------------------- the statistics
+
+
+def agreement_report(rows: Sequence[dict[str, Any]], *, seed: int = 0,
+                     bins: int = 10) -> dict[str, Any]:
+    """Agreement with the humans, position flips, length bias and calibration."""
+    judged = [r for r in rows if r["p_x"] is not None]
+    n = len(judged)
+    p = [r["p_x"] for r in judged]
+    y = [r["human_x"] for r in judged]
+    hits = [1.0 if pi == 0.5 else float((pi > 0.5) == bool(yi)) for pi, yi in zip(p, y,
+                                                                                   strict=True)]
+    accuracy = sum(hits) / n if n else None
+    decided = [(int(pi > 0.5), yi) for pi, yi in zip(p, y, strict=True) if pi != 0.5]
+    kappa = cohen_kappa(decided)
+    flips = [not j["agree"] for r in judged for j in r["judgements"] if j["agree"] is not None]
+    longer_x = [(r, r["x_length"] > r["y_length"]) for r in judged
+                if r["x_length"] != r["y_length"] and r["p_x"] != 0.5]
+    table = reliability(p, y, bins)
+    return {
+        "n": n,
+        "unjudged": len(rows) - n,
+        "ties": n - len(decided),
+        "accuracy": _round(accuracy),
+        "accuracy_ci95": [_round(v) for v in wilson(sum(hits), n)] if n else None,
+        "kappa": _round(kappa),
+        "kappa_ci95": bootstrap_kappa(decided, seed=seed),
+        "position_flip_rate": _round(sum(flips) / len(flips)) if flips else None,
+        "length_bias": {
+            "judge_picked_longer": _round(sum((r["p_x"] > 0.5) == lx for r, lx in longer_x)
+                                          / len(longer_x)) if longer_x else None,
+            "humans_picked_longer": _round(sum(bool(r["human_x"]) == lx for r, lx in longer_x)
+                                           / len(longer_x)) if longer_x else None,
+            "pairs": len(longer_x),
+        },
+        "ece": _round(sum(b["count"] * abs(b["observed"] - b["mean_p"]) for b in table) / n)
+        if n else None,
+        "reliability": table,
+    }
+
+
+def cohen_kappa(labels: Sequence[tuple[int, int]]) -> float | None:
+    """Cohen's kappa of (judge, human) binary labels; None when it is undefined."""
+    n = len(labels)
+    if n == 0:
+        return None
+    observed = sum(a == b for a, b in labels) / n
+    judge_yes = sum(a for a, _ in labels) / n
+    human_yes = sum(b for _, b in labels) / n
+    expected = judge_yes * human_yes + (1 - judge_yes) * (1 - human_yes)
+    if expected == 1:
+        return None
+    return (observed - expected) / (1 - expected)
+
+
+def bootstrap_kappa(labels: Sequence[tuple[int, int]], *, seed: int = 0,
+                    rounds: int = 1000) -> list[float] | None:
+    """A 95% percentile-bootstrap interval for kappa."""
+    if len(labels) < 2:
+        return None
+    rng = random.Random(seed)
+    values = sorted(k for _ in range(rounds)
+                    if (k := cohen_kappa(rng.choices(labels, k=len(labels)))) is not None)
+    if not values:
+        return None
+    return [_round(values[int(0.025 * (len(values) - 1))]),
+            _round(values[int(0.975 * (len(values) - 1))])]
+
+
+def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval for a proportion."""
+    phat = successes / n
+    centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def reliability(p: Sequence[float], y: Sequence[int], bins: int = 10) -> list[dict[str, Any]]:
+    """Equal-width bins of predicted P(x better) against how often x really was better."""
+    table = []
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        members = [(pi, yi) for pi, yi in zip(p, y, strict=True)
+                   if lo <= pi < hi or (b == bins - 1 and pi == 1.0)]
+        if members:
+            table.append({"bin": f"{lo:.1f}-{hi:.1f}", "count": len(members),
+                          "mean_p": _round(sum(m[0] for m in members) / len(members)),
+                          "observed": _round(sum(m[1] for m in members) / len(members))})
+    return table
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 4)
+
+
+def report_markdown(r: dict[str, Any]) -> str:
+    lb = r["length_bias"]
+    lines = [
+        f"# Judge calibration: {r.get('judge', '')}", "",
+        "| measure | value |", "|---|---|",
+        f"| pairs judged (n) | {r['n']} (unjudged {r['unjudged']}, ties {r['ties']}) |",
+        f"| accuracy vs humans | {r['accuracy']} (95% CI {r['accuracy_ci95']}) |",
+        f"| Cohen's kappa | {r['kappa']} (95% CI {r['kappa_ci95']}) |",
+        f"| position-flip rate (before averaging) | {r['position_flip_rate']} |",
+        f"| judge picked the longer reply | {lb['judge_picked_longer']} |",
+        f"| humans picked the longer reply | {lb['humans_picked_longer']} |",
+        f"| expected calibration error | {r['ece']} |", "",
+        "## Reliability (P(x better) predicted vs observed)", "",
+        "| bin | count | mean predicted | observed |", "|---|---|---|---|",
+        *[f"| {b['bin']} | {b['count']} | {b['mean_p']} | {b['observed']} |"
+          for b in r["reliability"]],
+        "",
+        "Accuracy counts a tie (p = 0.5) as half right; kappa leaves ties out.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,58 @@
+"""Sampling: K responses per prompt from a policy, the raw material for the judge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cai.chat import Message, messages_to_dicts
+from cai.client import Client
+from cai.inputs import PromptItem
+from cai.revise import step_seed
+from cai.runner import StageResult, run_stage
+from cai.templates import Templates
+
+FILES = ("responses.jsonl",)
+
+
+def policy_messages(templates: Templates, conversation: tuple[Message, ...]) -> list[Message]:
+    """The conversation, after the shipped system prompt unless it brings its own."""
+    if conversation and conversation[0].role == "system":
+        return list(conversation)
+    return [Message("system", templates.render("system", system_prompt=None)), *conversation]
+
+
+async def sample_one(client: Client, templates: Templates, item: PromptItem, n: int,
+                     seed: int, temperature: float | None) -> dict[str, list[dict[str, Any]]]:
+    messages = policy_messages(templates, item.messages)
+    responses, seeds, finishes = [], [], []
+    sampling = client.sampling()
+    for k in range(n):
+        changes: dict[str, Any] = {"seed": step_seed(seed, item.id, f"sample:{k}")}
+        if temperature is not None:
+            changes["temperature"] = temperature
+        sampling = client.sampling(**changes)
+        completion = await client.complete(messages, sampling)
+        responses.append(completion.text)
+        seeds.append(sampling.seed)
+        finishes.append(completion.finish_reason)
+    record = {"id": item.id, "prompt": messages_to_dicts(list(item.messages)),
+              "responses": responses, "model": client.spec,
+              "sampling": {**sampling.to_dict(), "seed": None}, "seeds": seeds,
+              "finish_reasons": finishes, "templates": templates.hashes("system")}
+    return {"responses.jsonl": [record]}
+
+
+async def sample(items: list[PromptItem], client: Client, templates: Templates, out: Path, *,
+                 n: int = 2, seed: int = 0, temperature: float | None = None,
+                 concurrency: int = 8, progress: bool | None = None) -> StageResult:
+    """K responses for each prompt into `out/responses.jsonl`, skipping prompts done there."""
+
+    async def work(item: PromptItem) -> dict[str, list[dict[str, Any]]]:
+        return await sample_one(client, templates, item, n, seed, temperature)
+
+    config = {"model": client.spec, "n": n, "seed": seed,
+              "sampling": client.sampling(**({"temperature": temperature}
+                                             if temperature is not None else {})).to_dict()}
+    return await run_stage("sample", items, work, out=out, files=FILES, clients=[client],
+                           concurrency=concurrency, config=config, progress=progress)
