@@ -110,7 +110,7 @@ def agreement_report(rows: Sequence[dict[str, Any]], *, seed: int = 0,
     n = len(judged)
     p = [r["p_x"] for r in judged]
     y = [r["human_x"] for r in judged]
-    hits = [1.0 if pi == 0.5 else float((pi > 0.5) == bool(yi)) for pi, yi in zip(p, y,
+    hits = [0.5 if pi == 0.5 else float((pi > 0.5) == bool(yi)) for pi, yi in zip(p, y,
                                                                                    strict=True)]
     accuracy = sum(hits) / n if n else None
     decided = [(int(pi > 0.5), yi) for pi, yi in zip(p, y, strict=True) if pi != 0.5]

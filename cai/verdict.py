@@ -5,8 +5,9 @@ letter. Where token log-probabilities are available, P(A better) is the probabil
 the option tokens at the answer position, normalised over the two options. Otherwise the
 letter is parsed from the text, under a strict format:
 
-    the reply ends with a line `Answer: A` or `Answer: B` (any case, brackets and markdown
-    bold allowed), or the whole reply is the letter alone, e.g. `B` or `(B).`
+    a line `Answer: A` or `The answer is B` (any case; brackets, a colon and markdown bold
+    allowed), or a whole reply that is the letter alone, e.g. `B` or `(B).`; two such
+    lines that disagree are no answer
 
 Anything else is *unparsed*: kept with its raw text and counted, never guessed.
 """
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 from cai.chat import Completion, TokenLogprob
 
 OPTIONS = ("A", "B")
-_ANSWER_LINE = re.compile(r"^\W*answer\W*\s*[:\-]?\s*\W*([AB])\W*$", re.IGNORECASE)
+_ANSWER_LINE = re.compile(r"^\W*(?:the\s+)?answer(?:\s+is)?\W*([AB])\W*$", re.IGNORECASE)
 _LONE_LETTER = re.compile(r"^\W*([AB])\W*$")
-_ENDS_WITH_ANSWER = re.compile(r"answer[\s*:\-()\[\]]*$", re.IGNORECASE)
+_ENDS_WITH_ANSWER = re.compile(r"answer(?:\s+is)?[\s*:\-()\[\]]*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,9 @@ def completion(text, tokens=None):
         ("Answer: A\nAnswer: A", "A"),
         ("Answer: A\nAnswer: B", None),  # contradicts itself
         ("Response A is better.", None),  # not the documented format
-        ("The answer is B", None),
+        ("The answer is B", "B"),
+        ("The answer is: (A).", "A"),
+        ("I think the answer is B because it is kind.", None),
         ("Answer: C", None),
         ("Answer: A or B", None),
         ("I cannot decide between these.", None),
