@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from cai.errors import CaiError
 
@@ -111,7 +112,7 @@ def _report(result: Any) -> None:
         f"{s['wall_seconds']:.1f}s -> {result.out}"
     )
     for f in result.failures[:5]:
-        err.print(f"[yellow]failed[/] {f['id']}: {f['error']}")
+        err.print(f"[yellow]failed[/] {f['id']}: {escape(f['error'])}", soft_wrap=True)
     if s["failed"]:
         err.print(f"[yellow]{s['failed']} failed; see {result.out / 'failed.jsonl'}. "
                   "Rerun the same command to try them again.[/]")
@@ -385,7 +386,7 @@ def main() -> None:
     try:
         cli()
     except CaiError as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted; rerun the same command to resume[/]")

@@ -1,0 +1,79 @@
+"""The openai backend against a real OpenAI-compatible server: llama.cpp's own server
+(`python -m llama_cpp.server`) running the embedded model on 127.0.0.1."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from cai.records import read_jsonl
+from tests.conftest import has
+from tests.test_e2e_local import cai
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not has("llama_cpp.server") or not has("uvicorn"),
+                                 reason="needs llama-cpp-python[server]")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    from cai.backends.local import gguf_path
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--host",
+         "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--logits_all", "true",
+         "--model_alias", "smollm2", "--n_threads", str(os.cpu_count())],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=1)
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("llama_cpp.server did not start")
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_revise_through_the_openai_sdk(server, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("What is the capital of France?\nName a colour.\n")
+    # The same server twice: requests are spread over --base-url replicas.
+    cai("revise", "--prompts", prompts, "--model", "openai:smollm2", "--base-url",
+        f"{server},{server}", "--rounds", "1", "--out", tmp_path / "o")
+    sft = list(read_jsonl(tmp_path / "o" / "sft.jsonl"))
+    assert len(sft) == 2 and sft[0]["model"] == "openai:smollm2"
+    steps = next(read_jsonl(tmp_path / "o" / "trace.jsonl"))["steps"]
+    assert all(s["model_name"] == "smollm2" and s["usage"]["prompt_tokens"] > 0 for s in steps)
+
+
+def test_judge_reads_logprobs_from_the_server(server, tmp_path):
+    responses = tmp_path / "r.jsonl"
+    responses.write_text(json.dumps({"prompt": "Say hello.", "responses": ["Hello!", "No."]})
+                         + "\n")
+    cai("judge", "--responses", responses, "--judge", "openai:smollm2", "--base-url", server,
+        "--out", tmp_path / "j", "--min-margin", "0")
+    [record] = list(read_jsonl(tmp_path / "j" / "comparisons.jsonl"))
+    orders = [o for j in record["comparisons"][0]["judgements"]
+              for o in (j["x_first"], j["x_second"])]
+    assert len(orders) == 2
+    assert {o["status"] for o in orders} <= {"logprobs", "text", "unparsed"}
+    summary = json.loads((tmp_path / "j" / "summary.json").read_text())
+    assert summary["backends"]["openai:smollm2"]["requests"] == 2
