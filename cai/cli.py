@@ -7,6 +7,8 @@ Heavy libraries (llama.cpp, torch, trl) are imported inside the commands that ne
 from __future__ import annotations
 
 import asyncio
+import functools
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,30 +31,96 @@ def cli() -> None:
     """cai: Constitutional AI and RLAIF, from principles to preference data to training."""
 
 
+RUN_OPTIONS = [
+    click.option("--base-url", "base_urls", multiple=True,
+                 help="OpenAI-compatible server URL (or Anthropic stand-in); repeat or "
+                 "comma-separate to spread requests over replicas."),
+    click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1),
+                 help="Items and requests in flight at once."),
+    click.option("--rpm", default=None, type=click.FloatRange(min=0, min_open=True),
+                 help="Requests per minute, per model."),
+    click.option("--tpm", default=None, type=click.FloatRange(min=0, min_open=True),
+                 help="Tokens per minute, per model (prompt estimate plus max_tokens)."),
+    click.option("--retries", "attempts", default=10, show_default=True,
+                 type=click.IntRange(1), help="Attempts per request on transient faults."),
+    click.option("--cache", "cache_path", default=None, type=click.Path(dir_okay=False),
+                 help="Response cache file [default: $XDG_CACHE_HOME/cai/responses.sqlite]."),
+    click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache."),
+    click.option("--max-requests", default=None, type=click.IntRange(0)),
+    click.option("--max-tokens", "max_total_tokens", default=None, type=click.IntRange(0),
+                 help="Stop after this many tokens in and out."),
+    click.option("--max-cost", default=None, type=click.FloatRange(0), help="Stop at this "
+                 "many US dollars, by the price table."),
+    click.option("--deadline", default=None, help="Stop starting work after a duration "
+                 "(45m, 8h) or at a clock time (06:30)."),
+    click.option("--prices", "prices_file", default=None, type=click.Path(dir_okay=False),
+                 help="Extra prices: {model: {input: X, output: Y}} in USD per 1M tokens."),
+    click.option("--dry-run", is_flag=True, help="Estimate requests, tokens and cost; send "
+                 "nothing and write no output."),
+    click.option("--batch", is_flag=True, help="Queue requests for the provider's batch API "
+                 "(half price); see `cai batch`."),
+    click.option("--templates", type=click.Path(file_okay=False), default=None,
+                 help="Folder of prompt templates that override the shipped ones."),
+]
+
+
 def model_options(f: Any) -> Any:
-    """Options every command that calls a model shares."""
-    f = click.option("--base-url", "base_urls", multiple=True,
-                     help="OpenAI-compatible server URL; repeat or comma-separate for replicas.")(f)
-    f = click.option("--concurrency", default=8, show_default=True,
-                     help="Prompts in flight at once.")(f)
-    f = click.option("--templates", type=click.Path(file_okay=False), default=None,
-                     help="Folder of prompt templates that override the shipped ones.")(f)
-    return f
+    """Options every command that calls a model shares; they reach it as `run` and
+    `templates`."""
+
+    @functools.wraps(f)
+    def command(**kw: Any) -> Any:
+        from cai.budget import Budget, parse_deadline
+        from cai.client import Limits
+        from cai.run import RunSettings
+
+        run = RunSettings(
+            base_urls=kw.pop("base_urls"),
+            limits=Limits(concurrency=kw.pop("concurrency"), rpm=kw.pop("rpm"),
+                          tpm=kw.pop("tpm"), attempts=kw.pop("attempts")),
+            cache_path=kw.pop("cache_path"), use_cache=not kw.pop("no_cache"),
+            budget=Budget(max_requests=kw.pop("max_requests"),
+                          max_tokens=kw.pop("max_total_tokens"), max_cost=kw.pop("max_cost"),
+                          deadline=parse_deadline(kw.pop("deadline"))),
+            prices_file=kw.pop("prices_file"), dry_run=kw.pop("dry_run"),
+            batch=kw.pop("batch"))
+        if run.batch and run.dry_run:
+            raise CaiError("--batch and --dry-run do not go together; dry-run first, then "
+                           "submit with --batch")
+        return f(run=run, **kw)
+
+    for option in reversed(RUN_OPTIONS):
+        command = option(command)
+    return command
 
 
-def _client(spec: str, base_urls: tuple[str, ...], concurrency: int, *, logprobs: bool = False):
-    from cai.backends import load_backend, split_urls
-    from cai.client import Client
+def _execute(run: Any, stage: Any, out: str) -> Any:
+    """Run a stage into `out`: closing clients, submitting batches, reporting dry runs."""
+    from cai.run import dry_run_out, dry_run_report
 
-    backend = load_backend(spec, base_urls=split_urls(base_urls), logprobs=logprobs)
-    return Client(backend, concurrency=concurrency)
+    target = dry_run_out(Path(out)) if run.dry_run else Path(out)
 
+    async def go() -> Any:
+        try:
+            result = await stage(target)
+            if run.batch:
+                from cai.batch import submit_pending
 
-def _clients(model: str, critic: str | None, base_urls: tuple[str, ...], concurrency: int):
-    policy = _client(model, base_urls, concurrency)
-    if critic is None or critic == model:
-        return policy, policy  # one model, one worker: the local model must not be loaded twice
-    return policy, _client(critic, base_urls, concurrency)
+                await submit_pending(run.clients, Path(out), console)
+            return result
+        finally:
+            await run.close()
+
+    try:
+        result = asyncio.run(go())
+    finally:
+        if run.dry_run:
+            shutil.rmtree(target, ignore_errors=True)
+    if run.dry_run:
+        console.print_json(data=dry_run_report(result.summary))
+    else:
+        _report(result)
+    return result
 
 
 # ---------------------------------------------------------------- critique and revise
@@ -73,44 +141,34 @@ def _clients(model: str, critic: str | None, base_urls: tuple[str, ...], concurr
 @model_options
 def revise(prompts_file: str, constitution: str, model: str, critic_model: str | None,
            rounds: int, out: str, limit: int | None, seed: int, principle: str | None,
-           base_urls: tuple[str, ...], concurrency: int, templates: str | None) -> None:
+           run: Any, templates: str | None) -> None:
     """Critique and revise answers under a constitution: SFT and preference data."""
     from cai.constitution import load_constitution
     from cai.inputs import read_prompts
     from cai.paths import resolve_constitution
-    from cai.revise import Reviser
-    from cai.revise import revise as run
+    from cai.revise import Reviser, revise
     from cai.templates import Templates
 
     const = load_constitution(resolve_constitution(constitution))
     if principle:
         const.principle(principle)
     items = read_prompts(prompts_file, limit)
-    policy, critic = _clients(model, critic_model, base_urls, concurrency)
-    reviser = Reviser(const, policy, critic, Templates(templates), rounds=rounds, seed=seed,
-                      principle=principle)
-
-    async def go():
-        try:
-            return await run(items, reviser, Path(out), concurrency=concurrency)
-        finally:
-            await policy.aclose()
-            if critic is not policy:
-                await critic.aclose()
-
-    result = asyncio.run(go())
-    _report(result)
+    reviser = Reviser(const, run.client(model), run.client(critic_model or model),
+                      Templates(templates), rounds=rounds, seed=seed, principle=principle)
+    _execute(run, lambda out_dir: revise(items, reviser, out_dir,
+                                         concurrency=run.limits.concurrency), out)
 
 
 def _report(result: Any) -> None:
     s = result.summary
-    tokens = sum(b["tokens_in"] + b["tokens_out"] for b in s["backends"].values())
-    requests = sum(b["requests"] for b in s["backends"].values())
     console.print(
         f"[bold]{s['stage']}[/]: {s['done']} done, {s['failed']} failed, "
-        f"{s['already_done']} already done; {requests} requests, {tokens} tokens, "
-        f"{s['wall_seconds']:.1f}s -> {result.out}"
-    )
+        f"{s['already_done']} already done; {s['requests']} requests, {s['cache_hits']} "
+        f"cache hits, {s['tokens_in'] + s['tokens_out']} tokens, ${s['cost_usd']:.4f}, "
+        f"{s['wall_seconds']:.1f}s -> {result.out}", highlight=False)
+    if s["stopped_reason"]:
+        err.print(f"[yellow]stopped early: {s['stopped_reason']}; {s['abandoned']} items left "
+                  "undone. Rerun the same command (with a larger budget) to go on.[/]")
     for f in result.failures[:5]:
         err.print(f"[yellow]failed[/] {f['id']}: {escape(f['error'])}", soft_wrap=True)
     if s["failed"]:
@@ -130,13 +188,13 @@ def _report(result: Any) -> None:
 @click.option("--seed", default=0, show_default=True)
 @model_options
 def try_(constitution: str, prompt_text: str, principle: str | None, compare: str | None,
-         model: str, critic_model: str | None, rounds: int, seed: int,
-         base_urls: tuple[str, ...], concurrency: int, templates: str | None) -> None:
+         model: str, critic_model: str | None, rounds: int, seed: int, run: Any,
+         templates: str | None) -> None:
     """Show the initial answer, critique and revision for one prompt, in seconds."""
     from cai.views import show_try
 
     show_try(console, constitution=constitution, prompt=prompt_text, principle=principle,
-             compare=compare, policy=_clients(model, critic_model, base_urls, 1),
+             compare=compare, run=run, model=model, critic_model=critic_model or model,
              rounds=rounds, seed=seed, templates=templates)
 
 
@@ -154,27 +212,17 @@ def try_(constitution: str, prompt_text: str, principle: str | None, compare: st
 @click.option("--limit", default=None, type=click.IntRange(1))
 @model_options
 def sample(prompts_file: str, model: str, n: int, out: str, temperature: float | None,
-           seed: int, limit: int | None, base_urls: tuple[str, ...], concurrency: int,
-           templates: str | None) -> None:
+           seed: int, limit: int | None, run: Any, templates: str | None) -> None:
     """Sample K responses per prompt into responses.jsonl, for the judge."""
     from cai.inputs import read_prompts
-    from cai.sample import sample as run
+    from cai.sample import sample as sample_stage
     from cai.templates import Templates
 
     items = read_prompts(prompts_file, limit)
-    client = _client(model, base_urls, concurrency)
-    _report(asyncio.run(_closing(run(items, client, Templates(templates), Path(out), n=n,
-                                     seed=seed, temperature=temperature,
-                                     concurrency=concurrency), client)))
-
-
-async def _closing(coro: Any, *clients: Any) -> Any:
-    """Await a stage, then close its clients whatever happened."""
-    try:
-        return await coro
-    finally:
-        for c in dict.fromkeys(clients):
-            await c.aclose()
+    client = run.client(model)
+    _execute(run, lambda out_dir: sample_stage(items, client, Templates(templates), out_dir,
+                                               n=n, seed=seed, temperature=temperature,
+                                               concurrency=run.limits.concurrency), out)
 
 
 def judge_options(f: Any) -> Any:
@@ -198,8 +246,7 @@ def judge_options(f: Any) -> Any:
 
 
 def _judge(judge_spec: str, constitution: str | None, principles: str, verdict: str, cot: bool,
-           cot_band: str, length_control: bool, seed: int, base_urls: tuple[str, ...],
-           concurrency: int, templates: str | None):
+           cot_band: str, length_control: bool, seed: int, run: Any, templates: str | None):
     from cai.constitution import load_constitution
     from cai.judge import Judge, JudgeSettings
     from cai.paths import resolve_constitution
@@ -212,7 +259,7 @@ def _judge(judge_spec: str, constitution: str | None, principles: str, verdict: 
         raise CaiError(f"--cot-band {cot_band!r}: give LO,HI with 0 <= LO <= 0.5 <= HI <= 1, "
                        "e.g. 0.4,0.6") from None
     const = load_constitution(resolve_constitution(constitution)) if constitution else None
-    client = _client(judge_spec, base_urls, concurrency, logprobs=verdict != "text")
+    client = run.client(judge_spec, logprobs=verdict != "text")
     settings = JudgeSettings(principles=principles, verdict=verdict, reasoning=cot,
                              band=(lo, hi), length_control=length_control, seed=seed)
     return Judge(client, Templates(templates), const, settings)
@@ -242,19 +289,18 @@ def judge(responses_file: str, constitution: str, out: str, pairs: str, min_marg
 
     items = read_candidates(Path(responses_file))[:limit]
     j = _judge(constitution=constitution, **options)
+    run = options["run"]
 
-    async def go():
-        try:
-            if calibrate:
-                await _calibrate(j, calibrate, Path(out) / "calibration")
-            return await judge_file(items, j, Path(out),
-                                    pairs=PairSettings(pairs, min_margin, length_ratio),
-                                    concurrency=options["concurrency"])
-        finally:
-            await j.client.aclose()
+    async def stage(out_dir: Path) -> Any:
+        if calibrate:
+            await _calibrate(j, calibrate, out_dir / "calibration")
+        return await judge_file(items, j, out_dir,
+                                pairs=PairSettings(pairs, min_margin, length_ratio),
+                                concurrency=run.limits.concurrency)
 
-    result = asyncio.run(go())
-    _report(result)
+    result = _execute(run, stage, out)
+    if run.dry_run:
+        return
     s = result.summary["judge"]
     console.print(f"pairs {s['pairs']} (low margin and unjudged in their own files), "
                   f"position flips {s['position_flip_rate']}, longer won {s['longer_won_share']}, "
@@ -291,9 +337,11 @@ def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
 
     gold = read_gold(Path(data))[:limit]
     j = _judge(constitution=constitution, **options)
-    result = asyncio.run(_closing(judge_gold(gold, j, Path(out),
-                                             concurrency=options["concurrency"]), j.client))
-    _report(result)
+    run = options["run"]
+    _execute(run, lambda out_dir: judge_gold(gold, j, out_dir,
+                                             concurrency=run.limits.concurrency), out)
+    if run.dry_run:
+        return
     console.print((Path(out) / "report.md").read_text(encoding="utf-8"), markup=False,
                   highlight=False)
 

@@ -1,4 +1,5 @@
-"""The one wrapper around every backend: concurrency, retries and the counts for summaries."""
+"""The one wrapper around every backend: cache, budget, rate limits, concurrency, retries,
+and the counts for summaries. Backends only talk to their model; everything else is here."""
 
 from __future__ import annotations
 
@@ -12,11 +13,17 @@ from typing import Any
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from cai.backends.base import Backend
+from cai.budget import Budget, BudgetExhausted
+from cai.cache import ResponseCache, request_key
 from cai.chat import Completion, Message, Sampling
-from cai.errors import BackendError
+from cai.errors import BackendError, CaiError
 
 # At a 20% transient fault rate, ten attempts lose one item in ten million.
 DEFAULT_ATTEMPTS = 10
+
+
+class Deferred(CaiError):
+    """The request was queued for a provider batch; the item waits for its results."""
 
 
 @dataclass
@@ -24,8 +31,10 @@ class Stats:
     """What a stage did, for its summary.json."""
 
     requests: int = 0
+    cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float = 0.0
     retries: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
@@ -33,12 +42,36 @@ class Stats:
     def to_dict(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
+            "cache_hits": self.cache_hits,
             "retries": dict(self.retries),
             "tokens_in": self.prompt_tokens,
             "tokens_out": self.completion_tokens,
+            "cost_usd": round(self.cost_usd, 6),
             "failed_requests": dict(self.failures),
             "wall_seconds": round(time.monotonic() - self.started, 3),
         }
+
+
+class Pacer:
+    """Spaces out a quantity (requests, tokens) so no minute holds more than `per_minute`."""
+
+    def __init__(self, per_minute: float):
+        self.interval = 60.0 / per_minute
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def take(self, amount: float = 1.0) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + amount * self.interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+def estimate_tokens(messages: Sequence[Message]) -> int:
+    """A tokenizer-free estimate: about four characters a token, plus a little per message."""
+    return sum(len(m.content) // 4 + 4 for m in messages)
 
 
 def _retryable(e: BaseException) -> bool:
@@ -60,17 +93,37 @@ class _Wait:
         return wait
 
 
-class Client:
-    """Calls a backend under a concurrency bound, retrying transient faults."""
+@dataclass
+class Limits:
+    """How hard a client may push its backend."""
 
-    def __init__(self, backend: Backend, *, concurrency: int = 8,
-                 attempts: int = DEFAULT_ATTEMPTS, backoff: float = 1.0, max_wait: float = 60.0,
-                 stats: Stats | None = None):
+    concurrency: int = 8
+    rpm: float | None = None  # requests per minute
+    tpm: float | None = None  # tokens per minute (prompt estimate plus max_tokens)
+    attempts: int = DEFAULT_ATTEMPTS
+    backoff: float = 1.0  # first retry wait, seconds; doubles each time
+    max_wait: float = 60.0
+
+
+class Client:
+    """Calls a backend under limits and a budget, from the cache when it can."""
+
+    def __init__(self, backend: Backend, limits: Limits | None = None, *,
+                 cache: ResponseCache | None = None, budget: Budget | None = None,
+                 price: tuple[float, float] | None = (0.0, 0.0), defer: bool = False,
+                 stats: Stats | None = None, **limit_fields: Any):
         self.backend = backend
+        self.limits = limits or Limits(**limit_fields)
+        self.cache = cache
+        self.budget = budget or Budget()
+        self.price = price
+        self.defer = defer  # batch mode: queue cache misses instead of sending them
+        self.pending: dict[str, tuple[list[Message], Sampling]] = {}
         self.stats = stats or Stats()
-        self._slots = asyncio.Semaphore(concurrency)
-        self._attempts = attempts
-        self._wait = _Wait(backoff, max_wait)
+        self._slots = asyncio.Semaphore(self.limits.concurrency)
+        self._rpm = Pacer(self.limits.rpm) if self.limits.rpm else None
+        self._tpm = Pacer(self.limits.tpm) if self.limits.tpm else None
+        self._wait = _Wait(self.limits.backoff, self.limits.max_wait)
 
     @property
     def spec(self) -> str:
@@ -81,25 +134,57 @@ class Client:
         return self.backend.default_sampling.with_(**changes)
 
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
+        key = request_key(self.spec, messages, sampling) if self.cache else ""
+        if self.cache is not None:
+            cached = self.cache.get(key)
+            if isinstance(cached, Completion):
+                self.stats.cache_hits += 1
+                return cached
+            if isinstance(cached, str):
+                raise BackendError(cached, cause="provider-error")
+        if self.defer:
+            self.pending[key] = (list(messages), sampling)
+            raise Deferred("waiting for a provider batch")
+        completion = await self._send(messages, sampling)
+        if self.cache is not None:
+            self.cache.put(key, self.spec, completion)
+        return completion
+
+    async def _send(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=self._wait,
-            retry=retry_if_exception(_retryable),
-            before_sleep=self._count_retry,
-            reraise=True,
-        )
+            stop=stop_after_attempt(self.limits.attempts), wait=self._wait,
+            retry=retry_if_exception(_retryable), before_sleep=self._count_retry, reraise=True)
         try:
             async for attempt in retrying:
                 with attempt:
+                    await self._pace(messages, sampling)
                     async with self._slots:
+                        if (reason := self.budget.exhausted()) is not None:
+                            raise BudgetExhausted(reason)
                         self.stats.requests += 1
+                        self.budget.spent_requests += 1
                         completion = await self.backend.complete(messages, sampling)
         except BackendError as e:
             self.stats.failures[e.cause] += 1
             raise
-        self.stats.prompt_tokens += completion.usage.prompt_tokens
-        self.stats.completion_tokens += completion.usage.completion_tokens
+        self._account(completion)
         return completion
+
+    async def _pace(self, messages: Sequence[Message], sampling: Sampling) -> None:
+        if self._rpm:
+            await self._rpm.take()
+        if self._tpm:
+            await self._tpm.take(estimate_tokens(messages) + sampling.max_tokens)
+
+    def _account(self, completion: Completion) -> None:
+        used = completion.usage
+        self.stats.prompt_tokens += used.prompt_tokens
+        self.stats.completion_tokens += used.completion_tokens
+        self.budget.spent_tokens += used.prompt_tokens + used.completion_tokens
+        if self.price is not None:
+            cost = (used.prompt_tokens * self.price[0] + used.completion_tokens * self.price[1])
+            self.stats.cost_usd += cost / 1e6
+            self.budget.spent_cost += cost / 1e6
 
     def _count_retry(self, state: Any) -> None:
         error = state.outcome.exception()

@@ -8,6 +8,9 @@ produces, keyed by output file. This module does the rest, the same way for all 
   are dropped, so no record is lost or duplicated.
 - An item that fails goes to `failed.jsonl` with its reason; the run goes on. A rerun tries
   it again.
+- When a budget runs out, no new item starts; items in flight stop before their next request
+  and are left undone, for a later run with a larger budget. Items waiting for a provider
+  batch (`Deferred`) are left undone too, and the run goes on with the others.
 - `summary.json` is written at the end, also when the run stops early.
 """
 
@@ -29,7 +32,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from cai.client import Client
+from cai.budget import BudgetExhausted
+from cai.client import Client, Deferred
 from cai.errors import BackendError, CaiError
 from cai.records import JsonlWriter, done_ids, keep_ids, write_json
 
@@ -79,7 +83,8 @@ async def run_stage(
     (out / FAILED).unlink(missing_ok=True)  # failures of earlier runs are tried again now
 
     writers = {name: JsonlWriter(out / name) for name in (*files, FAILED)}
-    counts = {"done": 0, "failed": 0}
+    counts = {"done": 0, "failed": 0, "abandoned": 0, "deferred": 0}
+    stop: list[str] = []
     failures: list[dict[str, Any]] = []
     started = time.monotonic()
     show = sys.stderr.isatty() if progress is None else progress
@@ -95,7 +100,7 @@ async def run_stage(
         queue.put_nowait(item)
 
     async def worker() -> None:
-        while True:
+        while not stop:
             try:
                 item = queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -104,6 +109,13 @@ async def run_stage(
                 records = await work(item)
             except asyncio.CancelledError:
                 raise
+            except BudgetExhausted as e:
+                stop.append(str(e))
+                counts["abandoned"] += 1
+                continue
+            except Deferred:
+                counts["deferred"] += 1
+                continue
             except Exception as e:  # one item's failure must not stop the run
                 failure = {"id": item.id, **describe(item), "error": _reason(e),
                            "cause": getattr(e, "cause", type(e).__name__)}
@@ -121,7 +133,7 @@ async def run_stage(
                        tokens=sum(c.stats.prompt_tokens + c.stats.completion_tokens
                                   for c in clients))
 
-    stopped = None
+    stopped: str | None = None
     try:
         with bar:
             await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(todo))))))
@@ -134,6 +146,7 @@ async def run_stage(
         if (out / FAILED).stat().st_size == 0:
             (out / FAILED).unlink()
         elapsed = time.monotonic() - started
+        stopped = stopped or (stop[0] if stop else None)
         summary = {
             "stage": stage,
             "total": len(items),
@@ -141,12 +154,19 @@ async def run_stage(
             "done": counts["done"],
             "failed": counts["failed"],
             "failures_by_cause": _by_cause(failures),
-            "finished": stopped is None,
+            "abandoned": counts["abandoned"] + (queue.qsize() if stop else 0),
+            "deferred": counts["deferred"],
+            "finished": stopped is None and not counts["deferred"],
             "stopped_reason": stopped,
             "wall_seconds": round(elapsed, 3),
             "items_per_second": round((counts["done"] + counts["failed"]) / elapsed, 3)
             if elapsed > 0 else 0.0,
             "backends": {c.spec: c.stats.to_dict() for c in clients},
+            "requests": sum(c.stats.requests for c in clients),
+            "cache_hits": sum(c.stats.cache_hits for c in clients),
+            "tokens_in": sum(c.stats.prompt_tokens for c in clients),
+            "tokens_out": sum(c.stats.completion_tokens for c in clients),
+            "cost_usd": round(sum(c.stats.cost_usd for c in clients), 6),
             "config": config or {},
         }
         write_json(out / SUMMARY, summary)

@@ -10,10 +10,10 @@ from rich.panel import Panel
 from rich.table import Table
 
 from cai.chat import Message
-from cai.client import Client
 from cai.constitution import Constitution, load_constitution
 from cai.inputs import PromptItem, prompt_id
 from cai.paths import resolve_constitution
+from cai.run import RunSettings
 from cai.revise import (
     Reviser,
     critique_messages,
@@ -61,8 +61,8 @@ def render_messages(name: str, *, constitution: str, principle: str | None, prom
 
 
 def show_try(console: Console, *, constitution: str, prompt: str, principle: str | None,
-             compare: str | None, policy: tuple[Client, Client], rounds: int, seed: int,
-             templates: str | None) -> None:
+             compare: str | None, run: RunSettings, model: str, critic_model: str, rounds: int,
+             seed: int, templates: str | None) -> None:
     """Run critique-and-revise on one prompt and show each step, side by side."""
     t = Templates(templates)
     new = load_constitution(resolve_constitution(constitution))
@@ -70,6 +70,8 @@ def show_try(console: Console, *, constitution: str, prompt: str, principle: str
     if compare:
         versions.insert(0, ("old", load_constitution(resolve_constitution(compare))))
     item = PromptItem(prompt_id((Message("user", prompt),)), (Message("user", prompt),), 0)
+
+    policy = (run.client(model), run.client(critic_model))
 
     async def run_all() -> list[dict[str, Any]]:
         results = []
@@ -81,9 +83,7 @@ def show_try(console: Console, *, constitution: str, prompt: str, principle: str
                                   principle=principle)
                 results.append(await reviser.run_one(item))
         finally:
-            await policy[0].aclose()
-            if policy[1] is not policy[0]:
-                await policy[1].aclose()
+            await run.close()
         return results
 
     results = asyncio.run(run_all())

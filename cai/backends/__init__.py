@@ -10,12 +10,16 @@ from collections.abc import Sequence
 from cai.backends.base import Backend
 from cai.errors import CaiError
 
-SPECS = "local, openai:MODEL, fake:echo, fake:fixed:TEXT"
+SPECS = ("local, openai:MODEL, anthropic:MODEL, hf:PATH, vllm:MODEL_OR_PATH, fake:echo, "
+         "fake:fixed:TEXT")
 
 
-def load_backend(spec: str, *, base_urls: Sequence[str] = (), logprobs: bool = False) -> Backend:
-    """Make the backend a model spec names. `logprobs` asks for token log-probabilities."""
+def load_backend(spec: str, *, base_urls: Sequence[str] = (), logprobs: bool = False,
+                 lazy: bool = False) -> Backend:
+    """Make the backend a model spec names. `logprobs` asks for token log-probabilities;
+    `lazy` (for dry runs) skips the API key check, since nothing will be sent."""
     kind, _, model = spec.partition(":")
+    key = "dry-run" if lazy else None
     if kind == "local":
         from cai.backends.local import LocalBackend
 
@@ -25,7 +29,20 @@ def load_backend(spec: str, *, base_urls: Sequence[str] = (), logprobs: bool = F
             raise CaiError("openai needs a model name: openai:MODEL, e.g. openai:gpt-4o-mini")
         from cai.backends.openai import OpenAIBackend
 
-        return OpenAIBackend(model, base_urls=base_urls)
+        return OpenAIBackend(model, base_urls=base_urls, api_key=key)
+    if kind == "anthropic":
+        if not model:
+            raise CaiError("anthropic needs a model name: anthropic:MODEL, e.g. "
+                           "anthropic:claude-haiku-4-5")
+        from cai.backends.anthropic import AnthropicBackend
+
+        return AnthropicBackend(model, base_urls=base_urls, api_key=key)
+    if kind == "vllm":
+        if not model:
+            raise CaiError("vllm needs a model: vllm:MODEL_OR_PATH")
+        from cai.backends.vllm import VLLMBackend
+
+        return VLLMBackend(model)
     if kind == "fake":
         from cai.backends.fake import FakeBackend
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cai.chat import Completion, Message, Sampling
+from cai.errors import BackendError
 
 
 class Backend:
@@ -25,3 +26,26 @@ class Backend:
 
     async def aclose(self) -> None:
         """Release connections, threads or models."""
+
+
+def status_error(status: int, message: str, headers: object = None) -> BackendError:
+    """An HTTP error from a provider, as a BackendError that says whether to retry.
+
+    429, 408, 409 and 5xx (529 is Anthropic's "overloaded") are worth retrying; the rest,
+    400 above all, fail the item with their reason.
+    """
+    retry_after = None
+    header = headers.get("retry-after") if hasattr(headers, "get") else None
+    if header:
+        try:
+            retry_after = float(header)
+        except ValueError:
+            retry_after = None
+    retryable = status in (408, 409, 429) or status >= 500
+    return BackendError(f"HTTP {status}: {message}", retryable=retryable, cause=str(status),
+                        retry_after=retry_after)
+
+
+def redact(text: object, secret: str) -> str:
+    """An error's text with the API key taken out, in case a server echoed it; kept short."""
+    return str(text).replace(secret, "***")[:500]

@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from cai.backends.base import Backend
+from cai.backends.base import Backend, redact, status_error
 from cai.chat import Completion, Message, Sampling, TokenLogprob, Usage
 from cai.errors import BackendError, CaiError
 
@@ -62,7 +62,8 @@ class OpenAIBackend(Backend):
         try:
             response = await next(self._next).chat.completions.create(**args)
         except openai.APIStatusError as e:
-            raise self._status_error(e) from None
+            raise status_error(e.status_code, self._clean(e.message),
+                               e.response.headers if e.response is not None else None) from None
         except openai.APITimeoutError:
             raise BackendError("request timed out", retryable=True, cause="timeout") from None
         except openai.APIConnectionError as e:
@@ -96,23 +97,8 @@ class OpenAIBackend(Backend):
             logprobs=logprobs,
         )
 
-    def _status_error(self, e: Any) -> BackendError:
-        status = e.status_code
-        retry_after = None
-        header = e.response.headers.get("retry-after") if e.response is not None else None
-        if header:
-            try:
-                retry_after = float(header)
-            except ValueError:
-                retry_after = None
-        message = f"HTTP {status}: {self._clean(e.message)}"
-        retryable = status in (408, 409, 429) or status >= 500
-        return BackendError(message, retryable=retryable, cause=str(status),
-                            retry_after=retry_after)
-
     def _clean(self, e: object) -> str:
-        """The error's text with the API key taken out, in case a server echoed it."""
-        return str(e).replace(self._key, "***")[:500]
+        return redact(e, self._key)
 
     async def aclose(self) -> None:
         for c in self._clients:

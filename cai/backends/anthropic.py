@@ -1,0 +1,98 @@
+"""`anthropic:MODEL`: Anthropic's Messages API through the official SDK.
+
+It has no token log-probabilities, so the judge reads its verdicts from text. The SDK's own
+retries are off; `cai.client.Client` retries in one place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from cai.backends.base import Backend, redact, status_error
+from cai.chat import Completion, Message, Sampling, Usage
+from cai.errors import BackendError, CaiError
+
+KEY_VARIABLE = "ANTHROPIC_API_KEY"
+FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+
+
+def request_params(model: str, messages: Sequence[Message], sampling: Sampling) -> dict[str, Any]:
+    """The Messages API parameters for a request; also the body of a batch entry."""
+    system = "\n\n".join(m.content for m in messages if m.role == "system")
+    params: dict[str, Any] = {
+        "model": model,
+        "max_tokens": sampling.max_tokens,
+        "messages": [m.to_dict() for m in messages if m.role != "system"],
+        "temperature": min(sampling.temperature, 1.0),  # Anthropic's range is 0 to 1
+    }
+    if system:
+        params["system"] = system
+    if sampling.top_p < 1.0 and sampling.temperature > 0:
+        params["top_p"] = sampling.top_p
+    if sampling.stop:
+        params["stop_sequences"] = list(sampling.stop)
+    return params
+
+
+def message_completion(message: Any, model: str) -> Completion:
+    """A Completion from a Messages API response (SDK object or plain dict)."""
+    get = (lambda o, k: o.get(k)) if isinstance(message, dict) else getattr  # noqa: E731
+    stop = get(message, "stop_reason")
+    if stop == "refusal":
+        raise BackendError("the provider refused to answer this request", cause="refusal")
+    blocks = get(message, "content") or []
+    text = "".join(get(b, "text") or "" for b in blocks if get(b, "type") == "text")
+    usage = get(message, "usage")
+    return Completion(
+        text=text.strip(), finish_reason=FINISH.get(stop, stop or "stop"),
+        usage=Usage(get(usage, "input_tokens") or 0, get(usage, "output_tokens") or 0)
+        if usage else Usage(),
+        model=get(message, "model") or model,
+    )
+
+
+class AnthropicBackend(Backend):
+    supports_logprobs = False
+    # top_p is left to the provider: recent models take temperature or top_p, not both.
+    default_sampling = Sampling(top_p=1.0)
+
+    def __init__(self, model: str, *, base_urls: Sequence[str] = (), api_key: str | None = None,
+                 timeout: float = 120.0, http_client: Any = None):
+        import anthropic
+
+        self.spec = f"anthropic:{model}"
+        self.model = model
+        key = api_key or os.environ.get(KEY_VARIABLE)
+        if not key:
+            raise CaiError(f"{KEY_VARIABLE} is not set; export it to use {self.spec}")
+        self._key = key
+        self._client = anthropic.AsyncAnthropic(
+            api_key=key, base_url=base_urls[0] if base_urls else None, max_retries=0,
+            timeout=timeout, http_client=http_client)
+
+    async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
+        import anthropic
+
+        try:
+            message = await self._client.messages.create(
+                **request_params(self.model, messages, sampling))
+        except anthropic.APIStatusError as e:
+            raise status_error(e.status_code, self._clean(e.message), e.response.headers) \
+                from None
+        except anthropic.APITimeoutError:
+            raise BackendError("request timed out", retryable=True, cause="timeout") from None
+        except anthropic.APIConnectionError as e:
+            raise BackendError(f"connection failed: {self._clean(e)}", retryable=True,
+                               cause="connection") from None
+        except (anthropic.APIResponseValidationError, ValueError) as e:
+            raise BackendError(f"malformed response: {self._clean(e)}", retryable=True,
+                               cause="malformed") from None
+        return message_completion(message, self.model)
+
+    def _clean(self, e: object) -> str:
+        return redact(e, self._key)
+
+    async def aclose(self) -> None:
+        await self._client.close()
