@@ -134,7 +134,7 @@ class Client:
         return self.backend.default_sampling.with_(**changes)
 
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
-        key = request_key(self.spec, messages, sampling) if self.cache else ""
+        key = request_key(self.spec, messages, sampling) if self.cache is not None else ""
         if self.cache is not None:
             cached = self.cache.get(key)
             if isinstance(cached, Completion):

@@ -174,6 +174,7 @@ class _Checker:
                           allow_number=key == "version")
         examples = self.examples(data.get("examples"), nodes.get("examples"))
         principles = self.principles(data.get("principles"), nodes.get("principles"), node)
+        self.example_principles(examples, principles, nodes.get("examples"))
         if self.problems:
             return None
         return Constitution(
@@ -290,6 +291,16 @@ class _Checker:
             id=pid, critique=texts["critique"] or "", revision=texts["revision"] or "",
             judge=texts.get("judge"), tags=tuple(t.strip() for t in tags), weight=float(weight),
         )
+
+    def example_principles(self, examples: list[Example], principles: list[Principle],
+                           node: yaml.Node | None) -> None:
+        ids = {p.id for p in principles}
+        items = node.value if isinstance(node, yaml.SequenceNode) else []
+        for i, ex in enumerate(examples):
+            if ex.principle is not None and ids and ex.principle not in ids:
+                where = _children(items[i]).get("principle") if i < len(items) else node
+                self.add(where, f"example #{i + 1}: principle '{ex.principle}' is not defined; "
+                         f"use one of the ids: {', '.join(sorted(ids))}")
 
     def examples(self, value: Any, node: yaml.Node | None) -> list[Example]:
         if value is None:

@@ -50,8 +50,13 @@ class Templates:
         return text, str(filename)
 
     def variables(self, name: str) -> list[str]:
-        text, _ = self.source(name)
-        return sorted(jinja2.meta.find_undeclared_variables(self.env.parse(text)))
+        """The variables a template takes, those of the partials it includes too."""
+        ast = self.env.parse(self.source(name)[0])
+        found = set(jinja2.meta.find_undeclared_variables(ast))
+        for partial in jinja2.meta.find_referenced_templates(ast):
+            if partial:
+                found |= set(self.variables(partial.removesuffix(SUFFIX)))
+        return sorted(found)
 
     def sha256(self, name: str) -> str:
         return _sha(self.source(name)[0])

@@ -64,6 +64,8 @@ def test_hash_ignores_comments_and_layout_but_not_content():
          "c.yaml:4: key 'description' appears twice"),
         (MINIMAL + "examples:\n  - prompt: hi\n    response: yo\n",
          "c.yaml:14: example #1: missing 'critique'"),
+        (MINIMAL + "examples:\n  - {principle: gamma, prompt: a, response: b, critique: c, "
+         "revision: d}\n", "c.yaml:14: example #1: principle 'gamma' is not defined"),
     ],
 )
 def test_each_problem_names_file_line_and_fix(text, expected):

@@ -117,7 +117,8 @@ def _logprobs(block: dict[str, Any] | None) -> tuple[TokenLogprob, ...] | None:
     if not block or not block.get("content"):
         return None
     return tuple(
-        TokenLogprob(t["token"], t["logprob"],
-                     {a["token"]: a["logprob"] for a in t.get("top_logprobs") or ()})
+        # llama.cpp hands back numpy float32s; plain floats keep records and cache JSON-able.
+        TokenLogprob(t["token"], float(t["logprob"]),
+                     {a["token"]: float(a["logprob"]) for a in t.get("top_logprobs") or ()})
         for t in block["content"]
     )
