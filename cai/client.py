@@ -61,12 +61,13 @@ class Pacer:
         self._lock = asyncio.Lock()
 
     async def take(self, amount: float = 1.0) -> None:
+        # Waiters queue on the lock and each spacing counts from the moment the previous one
+        # really went, so an event loop that stalls cannot release a burst afterwards.
         async with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + amount * self.interval
-        if start > now:
-            await asyncio.sleep(start - now)
+            delay = self._next - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._next = time.monotonic() + amount * self.interval
 
 
 def estimate_tokens(messages: Sequence[Message]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +26,17 @@ def policy_messages(templates: Templates, conversation: tuple[Message, ...]) -> 
 async def sample_one(client: Client, templates: Templates, item: PromptItem, n: int,
                      seed: int, temperature: float | None) -> dict[str, list[dict[str, Any]]]:
     messages = policy_messages(templates, item.messages)
-    responses, seeds, finishes = [], [], []
-    sampling = client.sampling()
-    for k in range(n):
-        changes: dict[str, Any] = {"seed": step_seed(seed, item.id, f"sample:{k}")}
-        if temperature is not None:
-            changes["temperature"] = temperature
-        sampling = client.sampling(**changes)
-        completion = await client.complete(messages, sampling)
-        responses.append(completion.text)
-        seeds.append(sampling.seed)
-        finishes.append(completion.finish_reason)
+    changes = {} if temperature is None else {"temperature": temperature}
+    samplings = [client.sampling(seed=step_seed(seed, item.id, f"sample:{k}"), **changes)
+                 for k in range(n)]
+    # All K at once: a batch pass queues them together, and a server sees them in parallel.
+    completions = await asyncio.gather(*(client.complete(messages, s) for s in samplings))
     record = {"id": item.id, "prompt": messages_to_dicts(list(item.messages)),
-              "responses": responses, "model": client.spec,
-              "sampling": {**sampling.to_dict(), "seed": None}, "seeds": seeds,
-              "finish_reasons": finishes, "templates": templates.hashes("system")}
+              "responses": [c.text for c in completions], "model": client.spec,
+              "sampling": {**samplings[0].to_dict(), "seed": None},
+              "seeds": [s.seed for s in samplings],
+              "finish_reasons": [c.finish_reason for c in completions],
+              "templates": templates.hashes("system")}
     return {"responses.jsonl": [record]}
 
 

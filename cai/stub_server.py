@@ -14,15 +14,29 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cai.stub_batches import BatchStore
+
 FAULTS = ("429", "500", "503", "timeout", "reset", "malformed", "empty", "truncated")
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def count_tokens(text: str) -> int:
+    """The stand-in's tokenizer: words and punctuation marks, a rough likeness of BPE counts."""
+    return len(re.findall(r"\w+|[^\w\s]", text))
+
+
+def fill_reply(request: dict[str, Any]) -> dict[str, Any]:
+    """Answer with exactly max_tokens tokens, as a long generation cut at its limit does."""
+    n = int(request.get("max_tokens") or 16)
+    return {"content": " ".join(["word"] * n), "finish_reason": "length"}
 
 
 def default_reply(request: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +53,7 @@ def default_reply(request: dict[str, Any]) -> dict[str, Any]:
 def completion_body(request: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
     """A Chat Completions response; `reply` holds content and optional [(token, top)] logprobs."""
     text = reply["content"]
-    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request["messages"])
+    prompt_tokens = sum(count_tokens(str(m.get("content", ""))) + 4 for m in request["messages"])
     choice: dict[str, Any] = {
         "index": 0, "finish_reason": reply.get("finish_reason", "stop"),
         "message": {"role": "assistant", "content": text}, "logprobs": None,
@@ -53,8 +67,23 @@ def completion_body(request: dict[str, Any], reply: dict[str, Any]) -> dict[str,
         "id": f"chatcmpl-{random.getrandbits(48):x}", "object": "chat.completion",
         "created": int(time.time()), "model": request.get("model", "stub"),
         "choices": [choice],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
-                  "total_tokens": prompt_tokens + len(text.split())},
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": count_tokens(text),
+                  "total_tokens": prompt_tokens + count_tokens(text)},
+    }
+
+
+def message_body(request: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic Messages API response for the same reply."""
+    text = reply["content"]
+    prompt = [request.get("system") or ""] + [str(m.get("content", ""))
+                                              for m in request["messages"]]
+    stop = {"length": "max_tokens"}.get(reply.get("finish_reason", "stop"), "end_turn")
+    return {
+        "id": f"msg_{random.getrandbits(48):x}", "type": "message", "role": "assistant",
+        "model": request.get("model", "stub"), "content": [{"type": "text", "text": text}],
+        "stop_reason": reply.get("stop_reason", stop), "stop_sequence": None,
+        "usage": {"input_tokens": sum(count_tokens(p) + 4 for p in prompt),
+                  "output_tokens": count_tokens(text)},
     }
 
 
@@ -72,7 +101,10 @@ class StubServer:
     log_path: str | None = None
     port: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # when each completion request arrived
+    headers: list[dict[str, str]] = field(default_factory=list)
     faults_sent: dict[str, int] = field(default_factory=dict)
+    batches: BatchStore = field(default_factory=BatchStore)  # the provider batch endpoints
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -83,6 +115,11 @@ class StubServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        """The base URL for Anthropic's SDK, which adds /v1 itself."""
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def completions(self) -> int:
@@ -99,10 +136,12 @@ class StubServer:
                 headers = {k.strip().lower(): v.strip() for k, v in
                            (h.split(":", 1) for h in lines[1:] if ":" in h)}
                 body = await reader.readexactly(int(headers.get("content-length", 0)))
+                self._headers = headers
                 if not await self._respond(method, path, body, writer):
                     return
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError,
+                asyncio.CancelledError):
+            pass  # the client went away, or the server is shutting down mid-"timeout"
         finally:
             writer.close()
 
@@ -111,11 +150,22 @@ class StubServer:
         if method == "GET" and path.endswith("/models"):
             self._send(writer, 200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
             return True
-        if method != "POST" or not path.endswith("/chat/completions"):
+        batch = self.batches.respond(method, path, self._headers, body, self.root_url,
+                                     self._batch_answer)
+        if batch is not None:
+            self._send_raw(writer, batch[0], batch[1], {"content-type": batch[2]})
+            return True
+        if method == "POST" and path.endswith("/chat/completions"):
+            build = completion_body
+        elif method == "POST" and path.endswith("/v1/messages"):
+            build = message_body  # Anthropic's Messages API
+        else:
             self._send(writer, 404, {"error": {"message": f"no route {method} {path}"}})
             return True
         request = json.loads(body)
         self.requests.append(request)
+        self.times.append(time.monotonic())
+        self.headers.append(self._headers)
         if self._log:
             self._log.write(json.dumps(request) + "\n")
             self._log.flush()
@@ -138,9 +188,10 @@ class StubServer:
         elif fault == "malformed":
             self._send_raw(writer, 200, b'{"id": "x", "choices": [ {"mess')
         elif fault == "empty":
-            self._send(writer, 200, {**completion_body(request, {"content": ""}), "choices": []})
+            empty = build(request, {"content": ""})
+            self._send(writer, 200, {**empty, "choices": [], "content": []})
         elif fault == "truncated":
-            data = json.dumps(completion_body(request, self.handler(request))).encode()
+            data = json.dumps(build(request, self.handler(request))).encode()
             writer.write(self._head(200, len(data)) + data[: len(data) // 2])
             await writer.drain()
             writer.transport.abort()
@@ -151,9 +202,14 @@ class StubServer:
             except Exception as e:  # a scripted handler can refuse a request with a 400
                 self._send(writer, 400, {"error": {"message": str(e), "type": "invalid_request"}})
                 return True
-            self._send(writer, 200, completion_body(request, reply))
+            self._send(writer, 200, build(request, reply))
         await writer.drain()
         return True
+
+    def _batch_answer(self, provider: str, request: dict[str, Any]) -> dict[str, Any]:
+        """A batch entry's response body, from the same handler as live requests."""
+        build = message_body if provider == "anthropic" else completion_body
+        return build(request, self.handler(request))
 
     def _head(self, status: int, length: int, extra: dict[str, str] | None = None) -> bytes:
         headers = {"content-type": "application/json", "content-length": str(length),
@@ -202,10 +258,11 @@ def main() -> None:
     parser.add_argument("--faults", default=",".join(FAULTS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log", default=None, help="append each request as a JSON line here")
+    parser.add_argument("--fill", action="store_true", help="answer with max_tokens tokens")
     a = parser.parse_args()
     server = StubServer(latency=a.latency, fault_rate=a.fault_rate,
                         faults=tuple(a.faults.split(",")), seed=a.seed, log_path=a.log,
-                        port=a.port)
+                        port=a.port, handler=fill_reply if a.fill else default_reply)
     print(f"serving on 127.0.0.1:{a.port}", flush=True)
     asyncio.run(server.serve())
 

@@ -1,4 +1,4 @@
-"""Model backends, chosen by a spec string: `local`, `openai:MODEL`, `fake:echo`, ...
+"""Model backends, chosen by a spec string: `local`, `openai:MODEL`, `hf:FOLDER`, `fake:echo`, ...
 
 Every backend implements `Backend.complete`; `load_backend` turns a spec into one.
 """
@@ -43,6 +43,10 @@ def load_backend(spec: str, *, base_urls: Sequence[str] = (), logprobs: bool = F
         from cai.backends.vllm import VLLMBackend
 
         return VLLMBackend(model)
+    if kind == "hf":
+        from cai.backends.hf import HFBackend
+
+        return HFBackend(model)
     if kind == "fake":
         from cai.backends.fake import FakeBackend
 

@@ -19,18 +19,20 @@ FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
 
 def request_params(model: str, messages: Sequence[Message], sampling: Sampling) -> dict[str, Any]:
-    """The Messages API parameters for a request; also the body of a batch entry."""
+    """The Messages API parameters for a request; also the body of a batch entry.
+
+    Anthropic's current Messages API takes no temperature, top_p or seed (the SDK no longer
+    has them), so only the length and stop sequences of `sampling` reach the provider; the
+    sampling cai asked for is still recorded beside every output.
+    """
     system = "\n\n".join(m.content for m in messages if m.role == "system")
     params: dict[str, Any] = {
         "model": model,
         "max_tokens": sampling.max_tokens,
         "messages": [m.to_dict() for m in messages if m.role != "system"],
-        "temperature": min(sampling.temperature, 1.0),  # Anthropic's range is 0 to 1
     }
     if system:
         params["system"] = system
-    if sampling.top_p < 1.0 and sampling.temperature > 0:
-        params["top_p"] = sampling.top_p
     if sampling.stop:
         params["stop_sequences"] = list(sampling.stop)
     return params
@@ -43,6 +45,8 @@ def message_completion(message: Any, model: str) -> Completion:
     if stop == "refusal":
         raise BackendError("the provider refused to answer this request", cause="refusal")
     blocks = get(message, "content") or []
+    if not blocks:
+        raise BackendError("the response had no content", retryable=True, cause="empty")
     text = "".join(get(b, "text") or "" for b in blocks if get(b, "type") == "text")
     usage = get(message, "usage")
     return Completion(
@@ -55,7 +59,6 @@ def message_completion(message: Any, model: str) -> Completion:
 
 class AnthropicBackend(Backend):
     supports_logprobs = False
-    # top_p is left to the provider: recent models take temperature or top_p, not both.
     default_sampling = Sampling(top_p=1.0)
 
     def __init__(self, model: str, *, base_urls: Sequence[str] = (), api_key: str | None = None,
@@ -71,6 +74,7 @@ class AnthropicBackend(Backend):
         self._client = anthropic.AsyncAnthropic(
             api_key=key, base_url=base_urls[0] if base_urls else None, max_retries=0,
             timeout=timeout, http_client=http_client)
+        self.sdk = self._client  # the SDK client; `cai.batch` uses it
 
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
         import anthropic

@@ -16,11 +16,64 @@ from cai.chat import Completion, Message, Sampling, TokenLogprob, Usage
 from cai.errors import BackendError, CaiError
 
 KEY_VARIABLE = "OPENAI_API_KEY"
+MAX_TOP_LOGPROBS = 20  # OpenAI's cap on alternatives per token
+
+
+def request_body(model: str, messages: Sequence[Message], sampling: Sampling) -> dict[str, Any]:
+    """The Chat Completions request body; also the `body` of a Batch API line."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [m.to_dict() for m in messages],
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens,
+    }
+    if sampling.seed is not None:
+        body["seed"] = sampling.seed
+    if sampling.stop:
+        body["stop"] = list(sampling.stop)
+    if sampling.top_logprobs:
+        body["logprobs"] = True
+        body["top_logprobs"] = min(sampling.top_logprobs, MAX_TOP_LOGPROBS)
+    return body
+
+
+def chat_completion(response: Any, model: str) -> Completion:
+    """A Completion from a Chat Completions response: the SDK's object, or a plain dict (as in
+    a Batch API output line) that is validated into one first."""
+    if isinstance(response, dict):
+        from openai.types.chat import ChatCompletion
+
+        response = ChatCompletion.model_validate(response)
+    if not getattr(response, "choices", None):
+        raise BackendError("the response had no choices", retryable=True, cause="empty")
+    choice = response.choices[0]
+    text = choice.message.content if choice.message else None
+    if text is None:
+        if choice.message is not None and choice.message.refusal:
+            raise BackendError(f"the provider refused: {choice.message.refusal}",
+                               cause="refusal")
+        raise BackendError("the response had no message content", retryable=True,
+                           cause="empty")
+    usage = response.usage
+    logprobs = None
+    if choice.logprobs is not None and choice.logprobs.content:
+        logprobs = tuple(
+            TokenLogprob(t.token, t.logprob, {a.token: a.logprob for a in t.top_logprobs or ()})
+            for t in choice.logprobs.content
+        )
+    return Completion(
+        text=text.strip(),
+        finish_reason=choice.finish_reason or "stop",
+        usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
+        model=response.model or model,
+        logprobs=logprobs,
+    )
 
 
 class OpenAIBackend(Backend):
     supports_logprobs = True
-    max_top_logprobs = 20
+    max_top_logprobs = MAX_TOP_LOGPROBS
 
     def __init__(self, model: str, *, base_urls: Sequence[str] = (), api_key: str | None = None,
                  timeout: float = 120.0, http_client: Any = None):
@@ -41,26 +94,14 @@ class OpenAIBackend(Backend):
             for url in (base_urls or [None])  # type: ignore[list-item]
         ]
         self._next = itertools.cycle(self._clients)
+        self.sdk = self._clients[0]  # the first replica's SDK client; `cai.batch` uses it
 
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
         import openai
 
-        args: dict[str, Any] = {
-            "model": self.model,
-            "messages": [m.to_dict() for m in messages],
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "max_tokens": sampling.max_tokens,
-        }
-        if sampling.seed is not None:
-            args["seed"] = sampling.seed
-        if sampling.stop:
-            args["stop"] = list(sampling.stop)
-        if sampling.top_logprobs:
-            args["logprobs"] = True
-            args["top_logprobs"] = min(sampling.top_logprobs, self.max_top_logprobs)
         try:
-            response = await next(self._next).chat.completions.create(**args)
+            response = await next(self._next).chat.completions.create(
+                **request_body(self.model, messages, sampling))
         except openai.APIStatusError as e:
             raise status_error(e.status_code, self._clean(e.message),
                                e.response.headers if e.response is not None else None) from None
@@ -72,30 +113,7 @@ class OpenAIBackend(Backend):
         except (openai.APIResponseValidationError, ValueError) as e:
             raise BackendError(f"malformed response: {self._clean(e)}", retryable=True,
                                cause="malformed") from None
-        return self._completion(response)
-
-    def _completion(self, response: Any) -> Completion:
-        if not getattr(response, "choices", None):
-            raise BackendError("the response had no choices", retryable=True, cause="empty")
-        choice = response.choices[0]
-        text = choice.message.content if choice.message else None
-        if text is None:
-            raise BackendError("the response had no message content", retryable=True,
-                               cause="empty")
-        usage = response.usage
-        logprobs = None
-        if choice.logprobs is not None and choice.logprobs.content:
-            logprobs = tuple(
-                TokenLogprob(t.token, t.logprob, {a.token: a.logprob for a in t.top_logprobs or ()})
-                for t in choice.logprobs.content
-            )
-        return Completion(
-            text=text.strip(),
-            finish_reason=choice.finish_reason or "stop",
-            usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
-            model=response.model or self.model,
-            logprobs=logprobs,
-        )
+        return chat_completion(response, self.model)
 
     def _clean(self, e: object) -> str:
         return redact(e, self._key)

@@ -1,0 +1,63 @@
+"""The CLI's own behaviour: exit codes, messages, and that --help stays light."""
+
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from cai.cli import cli
+from tests.conftest import MINIMAL
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from cai.cli import cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_constitution_check_reports_every_file(write):
+    good = write("good.yaml", MINIMAL)
+    bad = write("bad.yaml", MINIMAL.replace("weight: 3", "weight: -2"))
+    result = run("constitution", "check", good, bad)
+    assert result.exit_code == 1
+    assert "good.yaml: ok: 'tiny' 0.1, 2 principles (1 with a judge question)" in result.output
+    assert f"{bad}:9: principle 'alpha': 'weight' is -2" in result.output
+    assert run("constitution", "check", good).exit_code == 0
+
+
+def test_shipped_constitutions_by_name():
+    result = run("constitution", "check", "harmless", "helpful-honest")
+    assert result.exit_code == 0, result.output
+    assert "over-refusal" in run("constitution", "show", "harmless").output
+
+
+def test_prompts_render_shows_the_exact_messages():
+    result = run("prompts", "render", "critique", "--principle", "privacy", "--prompt", "Q?",
+                 "--response", "R.")
+    assert result.exit_code == 0
+    assert "Critique request: " in result.output and "Assistant: R." in result.output
+    judge = run("prompts", "render", "judge", "--response", "first", "--critique", "second")
+    assert "REPLY A" in judge.output and "Answer with the single letter" in judge.output
+
+
+def test_try_compare_shows_both_versions_side_by_side(write):
+    old = write("old.yaml", MINIMAL)
+    new = write("new.yaml", MINIMAL.replace("Say what is wrong.", "Name the worst flaw.")
+                .replace('"0.1"', '"0.2"'))
+    result = run("try", "--constitution", new, "--compare", old, "--prompt", "Hello there",
+                 "--principle", "alpha", "--model", "fake:echo", "--no-cache")
+    assert result.exit_code == 0, result.output
+    assert "old: tiny 0.1" in result.output and "new: tiny 0.2" in result.output
+    assert "Name the worst flaw." in result.output and "Say what is wrong." in result.output
+
+
+def test_unknown_model_is_a_clear_error(write):
+    prompts = write("p.txt", "hi\n")
+    out = subprocess.run([sys.executable, "-m", "cai", "sample", "--prompts", prompts,
+                          "--model", "gpt5", "--out", prompts.parent / "o"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "unknown model 'gpt5'" in out.stderr
