@@ -84,7 +84,8 @@ def _parsed(make: Callable[[], Completion]) -> Outcome:
         return make()
     except BackendError as e:
         return None if e.retryable else str(e)
-    except ValueError as e:  # a body that does not validate will not get better when resent
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        # a body of the wrong shape will not get better when resent
         return f"malformed result: {e}"[:500]
 
 

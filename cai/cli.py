@@ -22,7 +22,8 @@ from cai.errors import CaiError
 console = Console()
 err = Console(stderr=True)
 
-CONSTITUTION_HELP = "Constitution YAML file, or the name of a shipped one (harmless, helpful-honest)."
+CONSTITUTION_HELP = ("Constitution YAML file, or the name of a shipped one (harmless, "
+                     "helpful-honest).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

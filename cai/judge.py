@@ -254,7 +254,8 @@ async def judge_one(judge: Judge, item: Candidates, pairs: PairSettings) -> dict
     for c in chosen_pairs:
         i, j = c["pair"]
         if c["p_x"] is None:
-            out["unjudged.jsonl"].append({**base, "pair": [i, j], "reason": "no principle had both orders parsed",
+            out["unjudged.jsonl"].append({**base, "pair": [i, j],
+                                          "reason": "no principle had both orders parsed",
                                           "judgements": c["judgements"]})
             continue
         row = pair_record({**base, "pair_id": f"{item.id}:{i}-{j}"}, item.responses[i],

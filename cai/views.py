@@ -13,13 +13,13 @@ from cai.chat import Message
 from cai.constitution import Constitution, load_constitution
 from cai.inputs import PromptItem, prompt_id
 from cai.paths import resolve_constitution
-from cai.run import RunSettings
 from cai.revise import (
     Reviser,
     critique_messages,
     initial_messages,
     revision_messages,
 )
+from cai.run import RunSettings
 from cai.templates import Templates
 
 

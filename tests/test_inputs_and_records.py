@@ -9,11 +9,12 @@ from tests.conftest import ROOT
 
 
 def test_jsonl_prompt_and_messages(write):
-    path = write("p.jsonl", """
-        {"prompt": "Hello"}
-        {"id": "x2", "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}]}
+    convo = '[{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}]'
+    path = write("p.jsonl", f"""
+        {{"prompt": "Hello"}}
+        {{"id": "x2", "messages": {convo}}}
 
-        {"prompt": "Hello"}
+        {{"prompt": "Hello"}}
     """)
     items = read_prompts(path)
     assert [i.text for i in items] == ["Hello", "Q"]  # the duplicate is kept once
@@ -35,7 +36,8 @@ def test_shipped_examples_read():
     ("name", "text", "message"),
     [
         ("p.jsonl", '{"prompt": "ok"}\n{"prompt": "unclosed\n', "p.jsonl:2: not valid JSON"),
-        ("p.jsonl", '{"prompt": "ok"}\n{"text": "x"}\n', "p.jsonl:2: no 'prompt' text (keys found: text)"),
+        ("p.jsonl", '{"prompt": "ok"}\n{"text": "x"}\n',
+         "p.jsonl:2: no 'prompt' text (keys found: text)"),
         ("p.jsonl", '["a"]\n', "p.jsonl:1: each line must be an object"),
         ("p.jsonl", '{"messages": [{"role": "user"}]}\n', "p.jsonl:1: 'messages' must be a list"),
         ("p.jsonl", '{"messages": [{"role": "assistant", "content": "x"}]}\n',

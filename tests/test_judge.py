@@ -15,8 +15,15 @@ from cai.backends.openai import OpenAIBackend
 from cai.chat import Message
 from cai.client import Client
 from cai.constitution import parse_constitution
-from cai.judge import Judge, JudgeSettings, PairSettings, judge_file, make_fence, read_candidates
-from cai.judge import render_judge
+from cai.judge import (
+    Judge,
+    JudgeSettings,
+    PairSettings,
+    judge_file,
+    make_fence,
+    read_candidates,
+    render_judge,
+)
 from cai.records import read_jsonl
 from cai.stub_server import StubServer
 from cai.templates import Templates
@@ -37,12 +44,13 @@ def biased_judge(request):
     return {"content": "A" if p_a > 0.5 else "B", "logprobs": [("A" if p_a > 0.5 else "B", top)]}
 
 
-def run_judge(server, responses, out, settings=JudgeSettings(), pairs=PairSettings(),
+def run_judge(server, responses, out, settings=None, pairs=None,
               constitution=MINIMAL):
     backend = OpenAIBackend("judge-model", base_urls=[server.url])
     client = Client(backend, backoff=0.001)
     c = parse_constitution(constitution) if constitution else None
-    j = Judge(client, Templates(), c, settings)
+    j = Judge(client, Templates(), c, settings or JudgeSettings())
+    pairs = pairs or PairSettings()
 
     async def go():
         try:

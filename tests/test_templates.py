@@ -67,7 +67,8 @@ def test_user_folder_overrides_one_template(tmp_path):
     (tmp_path / "critique.j2").write_text("Critique {{ response }} under {{ principle.id }}.")
     t = Templates(tmp_path)
     c = parse_constitution(MINIMAL)
-    assert t.render("critique", response="R", principle=c.principles[0]) == "Critique R under alpha."
+    rendered = t.render("critique", response="R", principle=c.principles[0])
+    assert rendered == "Critique R under alpha."
     assert "Revision request" in t.render("revision", conversation=[], response="R",
                                           critique="C", principle=c.principles[0])
     assert t.sha256("critique") != Templates().sha256("critique")

@@ -7,6 +7,7 @@ attempts do not multiply. Several base URLs spread requests over replicas, round
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -38,35 +39,34 @@ def request_body(model: str, messages: Sequence[Message], sampling: Sampling) ->
     return body
 
 
-def chat_completion(response: Any, model: str) -> Completion:
-    """A Completion from a Chat Completions response: the SDK's object, or a plain dict (as in
-    a Batch API output line) that is validated into one first."""
-    if isinstance(response, dict):
-        from openai.types.chat import ChatCompletion
-
-        response = ChatCompletion.model_validate(response)
-    if not getattr(response, "choices", None):
+def chat_completion(body: dict[str, Any], model: str) -> Completion:
+    """A Completion from a Chat Completions response body (a live response or a Batch API
+    output line). Read from the JSON directly: building the SDK's typed objects for every
+    response costs more client CPU than the rest of a request together."""
+    choices = body.get("choices")
+    if not choices:
         raise BackendError("the response had no choices", retryable=True, cause="empty")
-    choice = response.choices[0]
-    text = choice.message.content if choice.message else None
+    choice = choices[0]
+    message = choice.get("message") or {}
+    text = message.get("content")
     if text is None:
-        if choice.message is not None and choice.message.refusal:
-            raise BackendError(f"the provider refused: {choice.message.refusal}",
-                               cause="refusal")
+        if message.get("refusal"):
+            raise BackendError(f"the provider refused: {message['refusal']}", cause="refusal")
         raise BackendError("the response had no message content", retryable=True,
                            cause="empty")
-    usage = response.usage
+    usage = body.get("usage") or {}
     logprobs = None
-    if choice.logprobs is not None and choice.logprobs.content:
+    content = (choice.get("logprobs") or {}).get("content")
+    if content:
         logprobs = tuple(
-            TokenLogprob(t.token, t.logprob, {a.token: a.logprob for a in t.top_logprobs or ()})
-            for t in choice.logprobs.content
-        )
+            TokenLogprob(t["token"], t["logprob"],
+                         {a["token"]: a["logprob"] for a in t.get("top_logprobs") or ()})
+            for t in content)
     return Completion(
         text=text.strip(),
-        finish_reason=choice.finish_reason or "stop",
-        usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
-        model=response.model or model,
+        finish_reason=choice.get("finish_reason") or "stop",
+        usage=Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0),
+        model=body.get("model") or model,
         logprobs=logprobs,
     )
 
@@ -100,8 +100,13 @@ class OpenAIBackend(Backend):
         import openai
 
         try:
-            response = await next(self._next).chat.completions.create(
+            # The SDK still builds the request, authenticates and raises on HTTP errors; we
+            # only read the body ourselves.
+            raw = await next(self._next).chat.completions.with_raw_response.create(
                 **request_body(self.model, messages, sampling))
+            body = json.loads(raw.http_response.content)
+            if not isinstance(body, dict):
+                raise ValueError("the response body is not a JSON object")
         except openai.APIStatusError as e:
             raise status_error(e.status_code, self._clean(e.message),
                                e.response.headers if e.response is not None else None) from None
@@ -113,7 +118,11 @@ class OpenAIBackend(Backend):
         except (openai.APIResponseValidationError, ValueError) as e:
             raise BackendError(f"malformed response: {self._clean(e)}", retryable=True,
                                cause="malformed") from None
-        return chat_completion(response, self.model)
+        try:
+            return chat_completion(body, self.model)
+        except (KeyError, TypeError, AttributeError) as e:  # JSON, but not a completion's shape
+            raise BackendError(f"malformed response: {type(e).__name__} {self._clean(e)}",
+                               retryable=True, cause="malformed") from None
 
     def _clean(self, e: object) -> str:
         return redact(e, self._key)
