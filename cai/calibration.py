@@ -156,7 +156,7 @@ def cohen_kappa(labels: Sequence[tuple[int, int]]) -> float | None:
 
 
 def bootstrap_kappa(labels: Sequence[tuple[int, int]], *, seed: int = 0,
-                    rounds: int = 1000) -> list[float] | None:
+                    rounds: int = 1000) -> list[float | None] | None:
     """A 95% percentile-bootstrap interval for kappa."""
     if len(labels) < 2:
         return None

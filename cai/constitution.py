@@ -216,9 +216,9 @@ class _Checker:
             self.add(node, f"'{key}' is empty; write the text or remove the key"
                      if optional else f"'{key}' is empty; write the text", principle)
             return None
-        if principle is not None and TEMPLATE_SYNTAX.search(value):
+        if principle is not None and (found := TEMPLATE_SYNTAX.search(value)):
             self.add(node, f"'{key}' contains template syntax "
-                     f"{TEMPLATE_SYNTAX.search(value).group(0)!r}; principle texts are plain "
+                     f"{found.group(0)!r}; principle texts are plain "
                      "text (the templates in prompts/ insert them), so remove it", principle)
             return None
         return value.strip()
@@ -288,7 +288,7 @@ class _Checker:
         if len(self.problems) > before:
             return None
         return Principle(
-            id=pid, critique=texts["critique"] or "", revision=texts["revision"] or "",
+            id=str(pid), critique=texts["critique"] or "", revision=texts["revision"] or "",
             judge=texts.get("judge"), tags=tuple(t.strip() for t in tags), weight=float(weight),
         )
 

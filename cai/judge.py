@@ -117,7 +117,7 @@ class Judge:
     async def compare(self, conversation: Sequence[Message], x: str, y: str,
                       key: str) -> dict[str, Any]:
         """Judge x against y under each principle, in both orders; return the comparison."""
-        per_principle = []
+        per_principle: list[dict[str, Any]] = []
         for principle in self.principles_for(key):
             pid = principle.id if principle else None
             x_first = await self.one_order(conversation, x, y, principle, f"{key}:{pid}:xy")
@@ -126,7 +126,7 @@ class Judge:
             b = Verdict(x_second["p_first"], x_second["status"])
             per_principle.append({"principle": pid, "x_first": x_first, "x_second": x_second,
                                   "p_x": p_x_from_orders(a, b), "agree": orders_agree(a, b)})
-        usable = [c["p_x"] for c in per_principle if c["p_x"] is not None]
+        usable: list[float] = [c["p_x"] for c in per_principle if c["p_x"] is not None]
         return {"key": key, "p_x": soft_label(usable), "judgements": per_principle}
 
 
