@@ -99,7 +99,7 @@ class Judge:
                                 length_control=self.settings.length_control)
         sampling = self.client.sampling(
             temperature=0.0, seed=self.settings.seed, repeat_penalty=None,
-            max_tokens=400 if self.settings.reasoning else 8,
+            max_tokens=400 if self.settings.reasoning else 16,  # room for "The answer is: A"
             top_logprobs=self.client.backend.max_top_logprobs if self.use_logprobs else 0)
         try:
             completion = await self.client.complete(messages, sampling)
