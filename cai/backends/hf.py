@@ -1,0 +1,219 @@
+"""`hf:FOLDER`: a transformers checkpoint run in-process, such as one `cai train` wrote.
+
+The folder may hold a full model or a LoRA adapter (loaded onto its base and merged);
+`hf:local` is the embedded SmolLM2 converted by `cai.checkpoints.local_checkpoint`.
+
+Requests that arrive together are answered together: a collector takes whatever is waiting
+each time the model is free and runs it as one left-padded `generate` batch in a single
+worker thread, so many concurrent callers cost little more than one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cai.backends.base import Backend
+from cai.backends.local import LOCAL_SAMPLING, MODEL_NAME
+from cai.chat import Completion, Message, Sampling, Usage, messages_to_dicts
+from cai.checkpoints import (
+    from_embedded,
+    load_causal_lm,
+    load_tokenizer,
+    need_training_extra,
+    resolve_model,
+)
+from cai.errors import BackendError, CaiError
+
+MAX_BATCH = 32
+
+
+@dataclass
+class _Request:
+    messages: list[Message]
+    sampling: Sampling
+    future: asyncio.Future[Completion]
+
+
+def batch_key(sampling: Sampling) -> Sampling:
+    """Requests that may share one `generate` call: the same sampling but for seed and stop.
+
+    Stop strings are cut per answer afterwards; the batch takes its first request's seed.
+    """
+    return sampling.with_(seed=None, stop=())
+
+
+def generate_kwargs(sampling: Sampling) -> dict[str, Any]:
+    """`generate` arguments for our sampling parameters; temperature 0 means greedy."""
+    kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_tokens,
+                              "do_sample": sampling.temperature > 0}
+    if sampling.temperature > 0:
+        # top_k=0 turns off transformers' default top-k of 50, which other backends lack.
+        kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+    if sampling.repeat_penalty:
+        kwargs["repetition_penalty"] = sampling.repeat_penalty
+    return kwargs
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """The text up to the first stop string, and whether one was found."""
+    ends = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return (text[:min(ends)], True) if ends else (text, False)
+
+
+class HFBackend(Backend):
+    """A checkpoint folder, loaded on first use on the GPU in bf16 if there is one, else CPU fp32.
+
+    A batch is seeded once, with its first request's seed (torch.manual_seed), so a seeded
+    answer can depend on what it was batched with; for answers reproducible one by one, send
+    requests one at a time.
+    """
+
+    supports_logprobs = False
+
+    def __init__(self, model: str, *, max_batch: int = MAX_BATCH):
+        need_training_extra()
+        if not model:
+            raise CaiError("hf needs a checkpoint folder: hf:FOLDER, or hf:local for the "
+                           "embedded model")
+        self.spec = f"hf:{model}"
+        self.is_local = model == "local"
+        # The embedded model is converted on first use (about half a minute), not here.
+        self.folder: Path | None = None if self.is_local else resolve_model(model)
+        # The embedded model and models trained from it share its failings (repetition loops
+        # at low temperature), so they share its defaults.
+        embedded = self.folder is None or from_embedded(self.folder)
+        self.default_sampling = LOCAL_SAMPLING if embedded else Sampling()
+        self.max_batch = max_batch
+        self.model_name = MODEL_NAME if self.is_local else Path(model).name
+        self._loaded: tuple[Any, Any] | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cai-hf")
+        self._queue: asyncio.Queue[_Request] | None = None
+        self._collector: asyncio.Task[None] | None = None
+
+    async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
+        loop = asyncio.get_running_loop()
+        if self._collector is None or self._collector.done() or self._collector.get_loop() \
+                is not loop:
+            self._queue = asyncio.Queue()
+            self._collector = loop.create_task(self._collect())
+        assert self._queue is not None
+        future: asyncio.Future[Completion] = loop.create_future()
+        self._queue.put_nowait(_Request(list(messages), sampling, future))
+        return await future
+
+    async def _collect(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            waiting = [await self._queue.get()]
+            while len(waiting) < self.max_batch and not self._queue.empty():
+                waiting.append(self._queue.get_nowait())
+            groups: dict[Sampling, list[_Request]] = {}
+            for r in waiting:
+                if not r.future.done():  # a caller that gave up needs no answer
+                    groups.setdefault(batch_key(r.sampling), []).append(r)
+            for batch in groups.values():
+                try:
+                    answers = await loop.run_in_executor(self._worker, self._generate, batch)
+                except CaiError as e:
+                    _fail(batch, e)
+                except Exception as e:  # every caller in the batch must hear of it
+                    _fail(batch, BackendError(f"{self.spec}: generation failed: {e}"))
+                else:
+                    for r, answer in zip(batch, answers, strict=True):
+                        if not r.future.done():
+                            r.future.set_result(answer)
+
+    def _model(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            import torch
+
+            from cai.checkpoints import local_checkpoint
+
+            folder = self.folder or local_checkpoint()
+            _check_generative(folder)
+            gpu = torch.cuda.is_available()
+            model = load_causal_lm(folder, torch.bfloat16 if gpu else torch.float32)
+            model.to("cuda" if gpu else "cpu").eval()
+            tokenizer = load_tokenizer(folder)
+            tokenizer.padding_side = "left"  # generation continues from the right edge
+            self._loaded = (tokenizer, model)
+        return self._loaded
+
+    def load(self) -> None:
+        """Load the model now rather than on the first request."""
+        self._worker.submit(self._model).result()
+
+    def _generate(self, batch: list[_Request]) -> list[Completion]:
+        import torch
+
+        tokenizer, model = self._model()
+        sampling = batch[0].sampling
+        texts = [tokenizer.apply_chat_template(messages_to_dicts(r.messages), tokenize=False,
+                                               add_generation_prompt=True) for r in batch]
+        # The chat template already writes the special tokens the model expects.
+        inputs = tokenizer(texts, return_tensors="pt", padding=True,
+                           add_special_tokens=False).to(model.device)
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        with torch.inference_mode():
+            out = model.generate(**inputs, **generate_kwargs(sampling),
+                                 pad_token_id=tokenizer.pad_token_id)
+        new_tokens = out[:, inputs["input_ids"].shape[1]:].tolist()
+        prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        stop_ids = _stop_ids(model, tokenizer)
+        return [self._completion(tokenizer, ids, n, r.sampling, stop_ids)
+                for ids, n, r in zip(new_tokens, prompt_tokens, batch, strict=True)]
+
+    def _completion(self, tokenizer: Any, ids: list[int], prompt_tokens: int,
+                    sampling: Sampling, stop_ids: set[int]) -> Completion:
+        # Rows that finished early are padded; the answer ends at its first end-of-turn token.
+        end = next((i for i, t in enumerate(ids) if t in stop_ids), None)
+        generated = ids if end is None else ids[:end + 1]
+        text, stopped = cut_at_stop(tokenizer.decode(generated, skip_special_tokens=True),
+                                    sampling.stop)
+        finished = end is not None or stopped or len(generated) < sampling.max_tokens
+        return Completion(text=text.strip(), finish_reason="stop" if finished else "length",
+                          usage=Usage(int(prompt_tokens), len(generated)),
+                          model=self.model_name)
+
+    async def aclose(self) -> None:
+        if self._collector is not None:
+            self._collector.cancel()
+        self._worker.shutdown(wait=False, cancel_futures=True)
+        self._loaded = None
+
+
+def _fail(batch: list[_Request], error: Exception) -> None:
+    for r in batch:
+        if not r.future.done():
+            r.future.set_exception(error)
+
+
+def _stop_ids(model: Any, tokenizer: Any) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
+def _check_generative(folder: Path) -> None:
+    import json
+
+    config, adapter = folder / "config.json", folder / "adapter_config.json"
+    if adapter.is_file():
+        scores = json.loads(adapter.read_text(encoding="utf-8")).get("task_type") == "SEQ_CLS"
+    elif config.is_file():
+        architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+        scores = any(a.endswith("ForSequenceClassification") for a in architectures)
+    else:
+        scores = False
+    if scores:
+        raise CaiError(f"{folder} is a reward model: it scores answers, it does not write "
+                           "them; use it as a reward model, not as hf:")
