@@ -54,5 +54,9 @@ class Batcher:
         finally:
             self._draining = False
 
+    def run_in_worker(self, fn: Callable[[], object]) -> object:
+        """Run a function on the batch worker thread and wait for it (e.g. to load a model)."""
+        return self._worker.submit(fn).result()
+
     def close(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)

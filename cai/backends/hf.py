@@ -3,21 +3,19 @@
 The folder may hold a full model or a LoRA adapter (loaded onto its base and merged);
 `hf:local` is the embedded SmolLM2 converted by `cai.checkpoints.local_checkpoint`.
 
-Requests that arrive together are answered together: a collector takes whatever is waiting
-each time the model is free and runs it as one left-padded `generate` batch in a single
-worker thread, so many concurrent callers cost little more than one.
+Requests that arrive together are answered together (`cai.backends.batching`): whatever is
+waiting each time the model is free runs as left-padded `generate` batches, one per sampling
+setting, in a single worker thread, so many concurrent callers cost little more than one.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cai.backends.base import Backend
+from cai.backends.batching import Batcher, Request
 from cai.backends.local import LOCAL_SAMPLING, MODEL_NAME
 from cai.chat import Completion, Message, Sampling, Usage, messages_to_dicts
 from cai.checkpoints import (
@@ -30,13 +28,6 @@ from cai.checkpoints import (
 from cai.errors import BackendError, CaiError
 
 MAX_BATCH = 32
-
-
-@dataclass
-class _Request:
-    messages: list[Message]
-    sampling: Sampling
-    future: asyncio.Future[Completion]
 
 
 def batch_key(sampling: Sampling) -> Sampling:
@@ -91,43 +82,27 @@ class HFBackend(Backend):
         self.max_batch = max_batch
         self.model_name = MODEL_NAME if self.is_local else Path(model).name
         self._loaded: tuple[Any, Any] | None = None
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cai-hf")
-        self._queue: asyncio.Queue[_Request] | None = None
-        self._collector: asyncio.Task[None] | None = None
+        self._batcher = Batcher(self._run, max_batch=max_batch, name="cai-hf")
 
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
-        loop = asyncio.get_running_loop()
-        if self._collector is None or self._collector.done() or self._collector.get_loop() \
-                is not loop:
-            self._queue = asyncio.Queue()
-            self._collector = loop.create_task(self._collect())
-        assert self._queue is not None
-        future: asyncio.Future[Completion] = loop.create_future()
-        self._queue.put_nowait(_Request(list(messages), sampling, future))
-        return await future
+        return await self._batcher.submit(messages, sampling)
 
-    async def _collect(self) -> None:
-        assert self._queue is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            waiting = [await self._queue.get()]
-            while len(waiting) < self.max_batch and not self._queue.empty():
-                waiting.append(self._queue.get_nowait())
-            groups: dict[Sampling, list[_Request]] = {}
-            for r in waiting:
-                if not r.future.done():  # a caller that gave up needs no answer
-                    groups.setdefault(batch_key(r.sampling), []).append(r)
-            for batch in groups.values():
-                try:
-                    answers = await loop.run_in_executor(self._worker, self._generate, batch)
-                except CaiError as e:
-                    _fail(batch, e)
-                except Exception as e:  # every caller in the batch must hear of it
-                    _fail(batch, BackendError(f"{self.spec}: generation failed: {e}"))
-                else:
-                    for r, answer in zip(batch, answers, strict=True):
-                        if not r.future.done():
-                            r.future.set_result(answer)
+    def _run(self, batch: list[Request]) -> list[Completion]:
+        """Answer a gathered batch: one `generate` call per sampling setting, in order."""
+        groups: dict[Sampling, list[int]] = {}
+        for i, (_, sampling) in enumerate(batch):
+            groups.setdefault(batch_key(sampling), []).append(i)
+        answers: list[Completion | None] = [None] * len(batch)
+        for indices in groups.values():
+            try:
+                done = self._generate([batch[i] for i in indices])
+            except CaiError:
+                raise
+            except Exception as e:  # every caller in the batch must hear of it
+                raise BackendError(f"{self.spec}: generation failed: {e}") from None
+            for i, answer in zip(indices, done, strict=True):
+                answers[i] = answer
+        return [a for a in answers if a is not None]
 
     def _model(self) -> tuple[Any, Any]:
         if self._loaded is None:
@@ -147,15 +122,16 @@ class HFBackend(Backend):
 
     def load(self) -> None:
         """Load the model now rather than on the first request."""
-        self._worker.submit(self._model).result()
+        self._batcher.run_in_worker(self._model)
 
-    def _generate(self, batch: list[_Request]) -> list[Completion]:
+    def _generate(self, batch: list[Request]) -> list[Completion]:
         import torch
 
         tokenizer, model = self._model()
-        sampling = batch[0].sampling
-        texts = [tokenizer.apply_chat_template(messages_to_dicts(r.messages), tokenize=False,
-                                               add_generation_prompt=True) for r in batch]
+        sampling = batch[0][1]
+        texts = [tokenizer.apply_chat_template(messages_to_dicts(messages), tokenize=False,
+                                               add_generation_prompt=True)
+                 for messages, _ in batch]
         # The chat template already writes the special tokens the model expects.
         inputs = tokenizer(texts, return_tensors="pt", padding=True,
                            add_special_tokens=False).to(model.device)
@@ -167,8 +143,8 @@ class HFBackend(Backend):
         new_tokens = out[:, inputs["input_ids"].shape[1]:].tolist()
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
         stop_ids = _stop_ids(model, tokenizer)
-        return [self._completion(tokenizer, ids, n, r.sampling, stop_ids)
-                for ids, n, r in zip(new_tokens, prompt_tokens, batch, strict=True)]
+        return [self._completion(tokenizer, ids, n, s, stop_ids)
+                for ids, n, (_, s) in zip(new_tokens, prompt_tokens, batch, strict=True)]
 
     def _completion(self, tokenizer: Any, ids: list[int], prompt_tokens: int,
                     sampling: Sampling, stop_ids: set[int]) -> Completion:
@@ -183,16 +159,8 @@ class HFBackend(Backend):
                           model=self.model_name)
 
     async def aclose(self) -> None:
-        if self._collector is not None:
-            self._collector.cancel()
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        self._batcher.close()
         self._loaded = None
-
-
-def _fail(batch: list[_Request], error: Exception) -> None:
-    for r in batch:
-        if not r.future.done():
-            r.future.set_exception(error)
 
 
 def _stop_ids(model: Any, tokenizer: Any) -> set[int]:
