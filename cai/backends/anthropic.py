@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from cai.backends.base import Backend, redact, status_error
+from cai.backends.base import Backend, sdk_error
 from cai.chat import Completion, Message, Sampling, Usage
 from cai.errors import BackendError, CaiError
 
@@ -82,21 +82,11 @@ class AnthropicBackend(Backend):
         try:
             message = await self._client.messages.create(
                 **request_params(self.model, messages, sampling))
-        except anthropic.APIStatusError as e:
-            raise status_error(e.status_code, self._clean(e.message), e.response.headers) \
-                from None
-        except anthropic.APITimeoutError:
-            raise BackendError("request timed out", retryable=True, cause="timeout") from None
-        except anthropic.APIConnectionError as e:
-            raise BackendError(f"connection failed: {self._clean(e)}", retryable=True,
-                               cause="connection") from None
-        except (anthropic.APIResponseValidationError, ValueError) as e:
-            raise BackendError(f"malformed response: {self._clean(e)}", retryable=True,
-                               cause="malformed") from None
+        except Exception as e:
+            if (error := sdk_error(e, anthropic, self._key)) is None:
+                raise
+            raise error from None
         return message_completion(message, self.model)
-
-    def _clean(self, e: object) -> str:
-        return redact(e, self._key)
 
     async def aclose(self) -> None:
         await self._client.close()

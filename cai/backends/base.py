@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from cai.chat import Completion, Message, Sampling
 from cai.errors import BackendError
@@ -49,3 +50,20 @@ def status_error(status: int, message: str, headers: object = None) -> BackendEr
 def redact(text: object, secret: str) -> str:
     """An error's text with the API key taken out, in case a server echoed it; kept short."""
     return str(text).replace(secret, "***")[:500]
+
+
+def sdk_error(e: BaseException, sdk: Any, secret: str) -> BackendError | None:
+    """An exception of the openai or anthropic SDK (they share their error classes' names) as
+    a BackendError that says whether to retry, with the key scrubbed; None for anything else."""
+    if isinstance(e, sdk.APIStatusError):
+        headers = e.response.headers if e.response is not None else None
+        return status_error(e.status_code, redact(e.message, secret), headers)
+    if isinstance(e, sdk.APITimeoutError):
+        return BackendError("request timed out", retryable=True, cause="timeout")
+    if isinstance(e, sdk.APIConnectionError):
+        return BackendError(f"connection failed: {redact(e, secret)}", retryable=True,
+                            cause="connection")
+    if isinstance(e, (sdk.APIResponseValidationError, ValueError)):
+        return BackendError(f"malformed response: {redact(e, secret)}", retryable=True,
+                            cause="malformed")
+    return None

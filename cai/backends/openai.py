@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from cai.backends.base import Backend, redact, status_error
+from cai.backends.base import Backend, redact, sdk_error
 from cai.chat import Completion, Message, Sampling, TokenLogprob, Usage
 from cai.errors import BackendError, CaiError
 
@@ -112,25 +112,16 @@ class OpenAIBackend(Backend):
                 cast_to=object)
             if not isinstance(body, dict):
                 raise ValueError("the response body is not a JSON object")
-        except openai.APIStatusError as e:
-            raise status_error(e.status_code, self._clean(e.message),
-                               e.response.headers if e.response is not None else None) from None
-        except openai.APITimeoutError:
-            raise BackendError("request timed out", retryable=True, cause="timeout") from None
-        except openai.APIConnectionError as e:
-            raise BackendError(f"connection failed: {self._clean(e)}", retryable=True,
-                               cause="connection") from None
-        except (openai.APIResponseValidationError, ValueError) as e:
-            raise BackendError(f"malformed response: {self._clean(e)}", retryable=True,
-                               cause="malformed") from None
+        except Exception as e:
+            if (error := sdk_error(e, openai, self._key)) is None:
+                raise
+            raise error from None
         try:
             return chat_completion(body, self.model)
         except (KeyError, TypeError, AttributeError) as e:  # JSON, but not a completion's shape
-            raise BackendError(f"malformed response: {type(e).__name__} {self._clean(e)}",
-                               retryable=True, cause="malformed") from None
-
-    def _clean(self, e: object) -> str:
-        return redact(e, self._key)
+            raise BackendError(f"malformed response: {type(e).__name__} "
+                               f"{redact(e, self._key)}", retryable=True,
+                               cause="malformed") from None
 
     async def aclose(self) -> None:
         for c in self._clients:
