@@ -38,5 +38,9 @@ lint: $(VENV)/.test
 	$(VENV)/bin/ruff check cai tests benchmarks
 	$(VENV)/bin/mypy cai
 
+# Speed and memory targets live here, not in the tests; results go to benchmarks/results/.
+bench: $(VENV)/.test
+	$(PY) -m benchmarks.run
+
 clean:
 	rm -rf $(VENV) out .pytest_cache

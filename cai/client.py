@@ -4,6 +4,7 @@ and the counts for summaries. Backends only talk to their model; everything else
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -84,11 +85,18 @@ class _Wait:
 
     def __init__(self, initial: float, cap: float):
         self.backoff = wait_exponential_jitter(multiplier=initial, max=cap, jitter=initial)
+        self.initial = initial
         self.cap = cap
 
     def __call__(self, state: Any) -> float:
-        wait = self.backoff(state)
         error = state.outcome.exception() if state.outcome else None
+        return self.honour(self.backoff(state), error)
+
+    def first(self, error: BaseException) -> float:
+        """The wait before the first retry, for the fast path that tried once on its own."""
+        return self.honour(self.initial * random.uniform(1.0, 2.0), error)
+
+    def honour(self, wait: float, error: BaseException | None) -> float:
         if isinstance(error, BackendError) and error.retry_after is not None:
             wait = max(wait, min(error.retry_after, self.cap))
         return wait
@@ -152,24 +160,39 @@ class Client:
         return completion
 
     async def _send(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.limits.attempts), wait=self._wait,
-            retry=retry_if_exception(_retryable), before_sleep=self._count_retry, reraise=True)
         try:
-            async for attempt in retrying:
-                with attempt:
-                    await self._pace(messages, sampling)
-                    async with self._slots:
-                        if (reason := self.budget.exhausted()) is not None:
-                            raise BudgetExhausted(reason)
-                        self.stats.requests += 1
-                        self.budget.spent_requests += 1
-                        completion = await self.backend.complete(messages, sampling)
+            try:
+                # Most requests succeed at once: only a failure pays for the retry machinery.
+                completion = await self._attempt(messages, sampling)
+            except BackendError as e:
+                if not e.retryable or self.limits.attempts < 2:
+                    raise
+                self.stats.retries[e.cause] += 1
+                await asyncio.sleep(self._wait.first(e))
+                completion = await self._retry(messages, sampling)
         except BackendError as e:
             self.stats.failures[e.cause] += 1
             raise
         self._account(completion)
         return completion
+
+    async def _retry(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.limits.attempts - 1), wait=self._wait,
+            retry=retry_if_exception(_retryable), before_sleep=self._count_retry, reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                completion = await self._attempt(messages, sampling)
+        return completion
+
+    async def _attempt(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
+        await self._pace(messages, sampling)
+        async with self._slots:
+            if (reason := self.budget.exhausted()) is not None:
+                raise BudgetExhausted(reason)
+            self.stats.requests += 1
+            self.budget.spent_requests += 1
+            return await self.backend.complete(messages, sampling)
 
     async def _pace(self, messages: Sequence[Message], sampling: Sampling) -> None:
         if self._rpm:

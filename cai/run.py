@@ -64,6 +64,7 @@ class RunSettings:
             if c.spec == spec:
                 return c
         backend = load_backend(spec, base_urls=split_urls(self.base_urls), logprobs=logprobs,
+                               concurrency=self.limits.concurrency,
                                lazy=self.dry_run)
         price = price_of(backend.spec, load_prices(self.prices_file))
         if price is None and self.budget.max_cost is not None:

@@ -28,6 +28,7 @@ class Templates:
                            "or leave --templates out to use the shipped ones")
         self.dirs = [Path(directory)] if directory else []
         self.dirs.append(shipped("prompts"))
+        self._hashes: dict[str, str] = {}
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader([str(d) for d in self.dirs]),
             undefined=jinja2.StrictUndefined,
@@ -59,7 +60,10 @@ class Templates:
         return sorted(found)
 
     def sha256(self, name: str) -> str:
-        return _sha(self.source(name)[0])
+        # Read once per Templates: records of one run name the templates it started with.
+        if name not in self._hashes:
+            self._hashes[name] = _sha(self.source(name)[0])
+        return self._hashes[name]
 
     def render(self, name: str, **variables: Any) -> str:
         """Render a template; a missing variable is an error naming the template and variable."""

@@ -15,9 +15,10 @@ SPECS = ("local, openai:MODEL, anthropic:MODEL, hf:PATH, vllm:MODEL_OR_PATH, fak
 
 
 def load_backend(spec: str, *, base_urls: Sequence[str] = (), logprobs: bool = False,
-                 lazy: bool = False) -> Backend:
+                 lazy: bool = False, concurrency: int = 8) -> Backend:
     """Make the backend a model spec names. `logprobs` asks for token log-probabilities;
-    `lazy` (for dry runs) skips the API key check, since nothing will be sent."""
+    `lazy` (for dry runs) skips the API key check, since nothing will be sent; `concurrency`
+    sizes HTTP connection pools."""
     kind, _, model = spec.partition(":")
     key = "dry-run" if lazy else None
     if kind == "local":
@@ -29,7 +30,8 @@ def load_backend(spec: str, *, base_urls: Sequence[str] = (), logprobs: bool = F
             raise CaiError("openai needs a model name: openai:MODEL, e.g. openai:gpt-4o-mini")
         from cai.backends.openai import OpenAIBackend
 
-        return OpenAIBackend(model, base_urls=base_urls, api_key=key)
+        return OpenAIBackend(model, base_urls=base_urls, api_key=key,
+                             pools_per_url=pools_for(concurrency))
     if kind == "anthropic":
         if not model:
             raise CaiError("anthropic needs a model name: anthropic:MODEL, e.g. "
@@ -52,6 +54,11 @@ def load_backend(spec: str, *, base_urls: Sequence[str] = (), logprobs: bool = F
 
         return FakeBackend(model or "echo")
     raise CaiError(f"unknown model '{spec}'; use one of: {SPECS}")
+
+
+def pools_for(concurrency: int) -> int:
+    """About one HTTP connection pool per 16 requests in flight (see backends/openai.py)."""
+    return max(1, -(-concurrency // 16))
 
 
 def split_urls(values: Sequence[str]) -> list[str]:

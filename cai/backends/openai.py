@@ -7,7 +7,8 @@ Client CPU matters when many fast replicas answer (measured in benchmarks/): req
 the SDK's `post` (auth, headers, HTTP errors as the SDK raises them) with a plain JSON body, which
 skips the typed-parameter transform that `chat.completions.create` runs on every call, and each
 URL gets a few SDK clients, because an HTTP connection pool scans all its connections on every
-request and a few small pools cost less than one large one.
+request and a few small pools cost less than one large one. The pools share one TLS
+context, which is costly to build.
 """
 
 from __future__ import annotations
@@ -94,9 +95,12 @@ class OpenAIBackend(Backend):
             key = "unused"  # local servers take any key
         self._key = key
         pools = 1 if http_client is not None else pools_per_url
+        tls = _tls_context() if pools > 1 else None
         self._clients = [
-            openai.AsyncOpenAI(api_key=key, base_url=url, max_retries=0, timeout=timeout,
-                               http_client=http_client)
+            openai.AsyncOpenAI(
+                api_key=key, base_url=url, max_retries=0, timeout=timeout,
+                http_client=http_client or (openai.DefaultAsyncHttpxClient(verify=tls)
+                                            if tls is not None else None))
             for _ in range(pools)
             for url in (base_urls or [None])  # type: ignore[list-item]
         ]
@@ -126,3 +130,15 @@ class OpenAIBackend(Backend):
     async def aclose(self) -> None:
         for c in self._clients:
             await c.close()
+
+
+def _tls_context() -> Any:
+    """One TLS context for all pools, made the way the SDK's HTTP library makes its own
+    (certificate bundle and SSL_CERT_FILE included); None if that library is not at hand."""
+    for name in ("httpx2", "httpx"):  # newer SDKs use httpx2
+        try:
+            module = __import__(name)
+            return module.create_ssl_context()
+        except (ImportError, AttributeError):
+            continue
+    return None
