@@ -1,0 +1,1 @@
+"""Benchmarks for cai against plain baselines; `python -m benchmarks.run` runs them all."""
