@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -13,8 +14,13 @@ from tests.conftest import MINIMAL, needs_local
 pytestmark = [needs_local, pytest.mark.slow]
 
 
+# A response cache of this test session's own: answers cached by earlier runs would turn the
+# requests these tests count into cache hits.
+CACHE_HOME = tempfile.mkdtemp(prefix="cai-test-cache-")
+
+
 def cai(*args, check=True, cwd=None):
-    env = {**os.environ, "XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME", "/tmp/cai-test-cache")}
+    env = {**os.environ, "XDG_CACHE_HOME": CACHE_HOME}
     result = subprocess.run([sys.executable, "-m", "cai", *map(str, args)], capture_output=True,
                             text=True, env=env, cwd=cwd, timeout=600)
     if check and result.returncode != 0:
