@@ -1,0 +1,43 @@
+"""The `cai` command. Each command parses its options and calls one library function.
+
+Heavy libraries (llama.cpp, torch, trl) are imported inside the commands that need them, so
+`cai --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.markup import escape
+
+from cai.cli import batch, data, tools, train
+from cai.cli.options import err
+from cai.errors import CaiError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cai")
+def cli() -> None:
+    """cai: Constitutional AI and RLAIF, from principles to preference data to training."""
+
+
+for command in (data.revise, data.try_, data.sample, data.judge, data.eval_group,
+                tools.constitution_group, tools.prompts_group, batch.batch_group,
+                train.train_group):
+    cli.add_command(command)
+
+
+def main() -> None:
+    try:
+        cli()
+    except CaiError as e:
+        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted; rerun the same command to resume[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

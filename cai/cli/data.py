@@ -1,0 +1,177 @@
+"""Commands that make data: revise, try, sample, judge and eval judge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cai.cli.options import (
+    CONSTITUTION_HELP,
+    calibrate_judge,
+    console,
+    execute,
+    judge_options,
+    make_judge,
+    model_options,
+)
+
+# ---------------------------------------------------------------- critique and revise
+
+
+@click.command()
+@click.option("--prompts", "prompts_file", required=True, type=click.Path(dir_okay=False),
+              help="Prompts: .jsonl (prompt or messages), .csv (prompt column) or .txt.")
+@click.option("--constitution", default="harmless", show_default=True, help=CONSTITUTION_HELP)
+@click.option("--model", default="local", show_default=True, help="The policy that answers.")
+@click.option("--critic-model", default=None, help="The model that critiques and revises "
+              "[default: --model].")
+@click.option("--rounds", default=2, show_default=True, type=click.IntRange(1, 20))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="Only the first K prompts.")
+@click.option("--seed", default=0, show_default=True, help="Seeds principle choice and sampling.")
+@click.option("--principle", default=None, help="Use this principle id for every round.")
+@model_options
+def revise(prompts_file: str, constitution: str, model: str, critic_model: str | None,
+           rounds: int, out: str, limit: int | None, seed: int, principle: str | None,
+           run: Any, templates: str | None) -> None:
+    """Critique and revise answers under a constitution: SFT and preference data."""
+    from cai.constitution import load_constitution
+    from cai.inputs import read_prompts
+    from cai.paths import resolve_constitution
+    from cai.revise import Reviser, revise
+    from cai.templates import Templates
+
+    const = load_constitution(resolve_constitution(constitution))
+    if principle:
+        const.principle(principle)
+    items = read_prompts(prompts_file, limit)
+    reviser = Reviser(const, run.client(model), run.client(critic_model or model),
+                      Templates(templates), rounds=rounds, seed=seed, principle=principle)
+    execute(run, lambda out_dir: revise(items, reviser, out_dir,
+                                         concurrency=run.limits.concurrency), out)
+
+
+
+
+@click.command("try")
+@click.option("--constitution", default="harmless", show_default=True, help=CONSTITUTION_HELP)
+@click.option("--prompt", "prompt_text", required=True, help="One prompt to try.")
+@click.option("--principle", default=None, help="Principle id to apply [default: sampled].")
+@click.option("--compare", default=None, type=click.Path(dir_okay=False),
+              help="An older constitution file to run side by side on the same prompt and seed.")
+@click.option("--model", default="local", show_default=True)
+@click.option("--critic-model", default=None)
+@click.option("--rounds", default=1, show_default=True, type=click.IntRange(1, 10))
+@click.option("--seed", default=0, show_default=True)
+@model_options
+def try_(constitution: str, prompt_text: str, principle: str | None, compare: str | None,
+         model: str, critic_model: str | None, rounds: int, seed: int, run: Any,
+         templates: str | None) -> None:
+    """Show the initial answer, critique and revision for one prompt, in seconds."""
+    from cai.views import show_try
+
+    show_try(console, constitution=constitution, prompt=prompt_text, principle=principle,
+             compare=compare, run=run, model=model, critic_model=critic_model or model,
+             rounds=rounds, seed=seed, templates=templates)
+
+
+# ---------------------------------------------------------------- sampling and judging
+
+
+@click.command()
+@click.option("--prompts", "prompts_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--model", default="local", show_default=True, help="The policy to sample.")
+@click.option("--n", "n", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Responses per prompt.")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--temperature", default=None, type=float, help="[default: the model's own]")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--limit", default=None, type=click.IntRange(1))
+@model_options
+def sample(prompts_file: str, model: str, n: int, out: str, temperature: float | None,
+           seed: int, limit: int | None, run: Any, templates: str | None) -> None:
+    """Sample K responses per prompt into responses.jsonl, for the judge."""
+    from cai.inputs import read_prompts
+    from cai.sample import sample as sample_stage
+    from cai.templates import Templates
+
+    items = read_prompts(prompts_file, limit)
+    client = run.client(model)
+    execute(run, lambda out_dir: sample_stage(items, client, Templates(templates), out_dir,
+                                               n=n, seed=seed, temperature=temperature,
+                                               concurrency=run.limits.concurrency), out)
+
+
+
+@click.command()
+@click.option("--responses", "responses_file", required=True, type=click.Path(dir_okay=False),
+              help="responses.jsonl from `cai sample`, or a preference file (prompt, chosen, "
+              "rejected) such as prefs.jsonl from `cai revise`.")
+@click.option("--constitution", default="harmless", show_default=True, help=CONSTITUTION_HELP)
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--pairs", type=click.Choice(["all", "best-worst"]), default="all",
+              show_default=True, help="With more than two responses: every pair, or the best "
+              "against the worst by mean win probability.")
+@click.option("--min-margin", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+              help="Pairs with |2p-1| below this go to low_margin.jsonl, not prefs.jsonl.")
+@click.option("--length-ratio", default=1.5, show_default=True, type=click.FloatRange(1),
+              help="Flag pairs whose chosen response is this many times longer.")
+@click.option("--calibrate", default=None, type=click.Path(dir_okay=False),
+              help="Human-labelled pairs to calibrate the judge on first.")
+@click.option("--limit", default=None, type=click.IntRange(1))
+@judge_options
+def judge(responses_file: str, constitution: str, out: str, pairs: str, min_margin: float,
+          length_ratio: float, calibrate: str | None, limit: int | None, **options: Any) -> None:
+    """Judge responses pairwise under principles: preference pairs with soft labels."""
+    from cai.judge import PairSettings, judge_file, read_candidates
+
+    items = read_candidates(Path(responses_file))[:limit]
+    j = make_judge(constitution=constitution, **options)
+    run = options["run"]
+
+    async def stage(out_dir: Path) -> Any:
+        if calibrate:
+            await calibrate_judge(j, calibrate, out_dir / "calibration")
+        return await judge_file(items, j, out_dir,
+                                pairs=PairSettings(pairs, min_margin, length_ratio),
+                                concurrency=run.limits.concurrency)
+
+    result = execute(run, stage, out)
+    if run.dry_run:
+        return
+    s = result.summary["judge"]
+    console.print(f"pairs {s['pairs']} (low margin and unjudged in their own files), "
+                  f"position flips {s['position_flip_rate']}, longer won {s['longer_won_share']}, "
+                  f"unparsed orders {s['unparsed_orders']}, failed orders {s['failed_orders']}")
+
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Evaluations: judge calibration against human labels."""
+
+
+@eval_group.command("judge")
+@click.option("--data", required=True, type=click.Path(dir_okay=False),
+              help="Human-labelled pairs: TRL preference JSONL or HH transcripts.")
+@click.option("--constitution", default=None,
+              help="Judge under these principles [default: one helpful-honest-harmless question].")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--limit", default=None, type=click.IntRange(1))
+@judge_options
+def evalmake_judge(data: str, constitution: str | None, out: str, limit: int | None,
+               **options: Any) -> None:
+    """Measure a judge against human labels: accuracy, kappa, flips, length bias, ECE."""
+    from cai.calibration import judge_gold, read_gold
+
+    gold = read_gold(Path(data))[:limit]
+    j = make_judge(constitution=constitution, **options)
+    run = options["run"]
+    execute(run, lambda out_dir: judge_gold(gold, j, out_dir,
+                                             concurrency=run.limits.concurrency), out)
+    if run.dry_run:
+        return
+    console.print((Path(out) / "report.md").read_text(encoding="utf-8"), markup=False,
+                  highlight=False)
