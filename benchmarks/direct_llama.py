@@ -1,6 +1,6 @@
 """llama-cpp-python called directly, the yardstick for `cai sample --model local`.
 
-Same model file, same context and threads as `cai.backends.local`, the same messages (the
+Same model file, same context and threads as `cai.models.backends.local`, the same messages (the
 shipped system prompt before each user prompt), the same sampling and the same per-request
 seeds as `cai sample --n 1 --seed 0`, one request after another.
 
@@ -20,10 +20,10 @@ from typing import Any
 
 from llama_cpp import Llama
 
-from cai.backends.local import LOCAL_SAMPLING, gguf_path
 from cai.inputs import read_prompts
-from cai.revise import step_seed
-from cai.sample import policy_messages
+from cai.models.embedded import LOCAL_SAMPLING, gguf_path
+from cai.stages.revise import step_seed
+from cai.stages.sample import policy_messages
 from cai.templates import Templates
 
 

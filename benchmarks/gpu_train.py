@@ -102,7 +102,7 @@ def run_phase(kind: str, model: Any, tokenizer: Any, size: dict[str, int], out: 
               peak: float, flops_params: int) -> dict[str, Any]:
     import torch
 
-    from cai.train import Split, TrainConfig, make_trainer, trl_args
+    from cai.training.train import Split, TrainConfig, make_trainer, trl_args
 
     batch = size["batch"] if kind == "sft" else size["dpo_batch"]
     config = TrainConfig(trl={"max_steps": size["steps"], "per_device_train_batch_size": batch,

@@ -113,9 +113,9 @@ def free_port() -> int:
 
 @contextmanager
 def stub_server(latency: float) -> Iterator[tuple[str, int]]:
-    """`python -m cai.stub_server` in its own process; yields its URL and pid."""
+    """`python -m tests.stubs.stub_server` in its own process; yields its URL and pid."""
     port = free_port()
-    proc = subprocess.Popen([PY, "-m", "cai.stub_server", "--port", str(port),
+    proc = subprocess.Popen([PY, "-m", "tests.stubs.stub_server", "--port", str(port),
                              "--latency", str(latency)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -330,7 +330,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cai-bench-") as tmp:
         work = Path(tmp)
         # Warm the page cache so the first timed process does not pay for cold imports alone.
-        subprocess.run([PY, "-c", "import openai, cai.cli, cai.sample"], cwd=ROOT, check=True)
+        subprocess.run([PY, "-c", "import openai, cai.cli, cai.stages.sample"], cwd=ROOT,
+                       check=True)
         for key in chosen:
             print(f"{key}:", flush=True)
             if key == "local":

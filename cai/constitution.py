@@ -130,9 +130,8 @@ def parse_constitution(text: str, source: str = "<string>") -> Constitution:
             [f"{source}:1: the file is empty; it needs name, version, description and principles"]
         )
     constitution = checker.check(data, node)
-    if checker.problems:
-        raise ConstitutionError(checker.problems)
-    assert constitution is not None
+    if checker.problems or constitution is None:
+        raise ConstitutionError(checker.problems or [f"{source}: not a constitution"])
     return constitution
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cai.chat import Message
 from cai.errors import InputError
+from cai.records import numbered_jsonl, prompt_hash
 
 
 @dataclass(frozen=True)
@@ -26,8 +25,7 @@ class PromptItem:
 
 def prompt_id(messages: tuple[Message, ...]) -> str:
     """A stable id from the content, so reruns find the same prompts whatever their order."""
-    blob = json.dumps([m.to_dict() for m in messages], ensure_ascii=False, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return prompt_hash([m.to_dict() for m in messages])[:16]
 
 
 def read_prompts(path: str | Path, limit: int | None = None) -> list[PromptItem]:
@@ -63,21 +61,8 @@ def _item(path: Path, line: int, messages: list[Message], given_id: Any = None) 
 
 
 def _jsonl(path: Path) -> list[PromptItem]:
-    items = []
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(path, line_no, f"not valid JSON ({e.msg}); each line must be "
-                                 'an object such as {"prompt": "..."}') from None
-            if not isinstance(record, dict):
-                raise InputError(path, line_no, 'each line must be an object such as '
-                                 '{"prompt": "..."}')
-            items.append(_item(path, line_no, _messages(path, line_no, record), record.get("id")))
-    return items
+    return [_item(path, line, _messages(path, line, record), record.get("id"))
+            for line, record in numbered_jsonl(path)]
 
 
 def _messages(path: Path, line: int, record: dict[str, Any]) -> list[Message]:

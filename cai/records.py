@@ -6,14 +6,14 @@ again cuts it off, so every file is whole lines of JSON and a rerun can skip the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import jsonlines
-
+from cai.chat import Message, messages_from_dicts
 from cai.errors import InputError
 
 
@@ -55,24 +55,30 @@ def repair(path: Path) -> None:
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     """Records of a JSONL file; a bad line is an error naming the file and line."""
+    for _, record in numbered_jsonl(path):
+        yield record
+
+
+def numbered_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for each non-blank line of a JSONL file, counting every line."""
     path = Path(path)
     try:
-        with jsonlines.open(path) as reader:
-            line = 0
-            for line, record in enumerate(reader.iter(skip_empty=True), start=1):  # noqa: B007
-                if not isinstance(record, dict):
-                    raise InputError(path, line, "each line must be a JSON object {...}")
-                yield record
-    except jsonlines.InvalidLineError as e:
-        raise InputError(path, e.lineno, f"not valid JSON ({_reason(e)}); fix or remove "
-                         "that line") from None
+        f = path.open(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(path, None, "file not found") from None
-
-
-def _reason(e: jsonlines.InvalidLineError) -> str:
-    cause = e.__cause__
-    return str(cause).split(":")[0] if cause else "invalid line"
+    with f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(path, line_no, f"not valid JSON ({e.msg}); fix or remove "
+                                 "that line") from None
+            if not isinstance(record, dict):
+                raise InputError(path, line_no, 'each line must be an object such as '
+                                 '{"prompt": "..."}')
+            yield line_no, record
 
 
 def done_ids(path: str | Path) -> set[str]:
@@ -82,6 +88,18 @@ def done_ids(path: str | Path) -> set[str]:
         return set()
     repair(path)
     return {r["id"] for r in read_jsonl(path) if "id" in r}
+
+
+def assistant(text: str) -> list[dict[str, str]]:
+    """A reply in TRL's conversational form: `[{"role": "assistant", "content": text}]`."""
+    return [{"role": "assistant", "content": text}]
+
+
+def prompt_hash(prompt: Any) -> str:
+    """The sha256 of a prompt's content (TRL messages, or text): the same prompt, the same hash,
+    whatever the file order. Prompt ids are its first 16 characters."""
+    blob = json.dumps(prompt, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def keep_ids(path: Path, ids: set[str]) -> int:
@@ -97,18 +115,38 @@ def keep_ids(path: Path, ids: set[str]) -> int:
     kept = [r for r in records if r.get("id") in ids]
     if len(kept) == len(records):
         return 0
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for r in kept:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    write_jsonl(path, kept)
     return len(records) - len(kept)
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
+    """Write a whole JSONL file at once, atomically replacing any earlier one."""
+    _replace(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def write_json(path: str | Path, data: Any) -> None:
     """Write a JSON file atomically, so a kill never leaves half a summary."""
-    path = Path(path)
+    _replace(Path(path), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write through a temporary file renamed over the target: a kill leaves old or new."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def conversation_of(prompt: Any) -> tuple[Message, ...]:
+    if isinstance(prompt, str):
+        return (Message("user", prompt),)
+    return tuple(messages_from_dicts(prompt))
+
+
+def reply_text(value: Any) -> str:
+    """A response given as text or as TRL's conversational `[{"role": "assistant", ...}]`."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and isinstance(value[-1], dict):
+        return str(value[-1]["content"])
+    raise ValueError(f"a response must be text or a list of messages, not {value!r:.60}")

@@ -1,10 +1,10 @@
 """Provider batch mode end to end: `--batch` passes, `cai batch status` and `cai batch collect`.
 
 OpenAI's Batch API and Anthropic's Message Batches cannot be reached from here. These tests
-run against a local stand-in (cai.stub_batches, served by cai.stub_server on 127.0.0.1) that
-follows the documented endpoints and file formats, validates every request line against the
-documented schema, and returns results shuffled with errored and expired entries among them.
-The official SDKs do the talking, over real HTTP.
+run against a local stand-in (tests.stubs.stub_batches, served by tests.stubs.stub_server on
+127.0.0.1) that follows the documented endpoints and file formats, validates every
+request line against the documented schema, and returns results shuffled with errored and
+expired entries among them. The official SDKs do the talking, over real HTTP.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ import openai
 import pytest
 from click.testing import CliRunner
 
-from cai import batch, stub_batches
-from cai.batch import Limit, anthropic_outcome, openai_outcome, split
 from cai.chat import Completion, Usage
 from cai.cli import cli
 from cai.errors import CaiError
+from cai.models import provider_batch as batch
+from cai.models.provider_batch import Limit, anthropic_outcome, openai_outcome, split
 from cai.records import read_jsonl
-from cai.stub_batches import BatchStore
-from cai.stub_server import StubServer, completion_body, message_body
+from tests.stubs import stub_batches
+from tests.stubs.stub_batches import BatchStore
+from tests.stubs.stub_server import StubServer, completion_body, message_body
 
 PROVIDERS = {
     # provider: (model spec, base URL of the stand-in, reason a 400 entry fails with)

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from cai.calibration import (
+from cai.errors import InputError
+from cai.evals.calibration import (
     agreement_report,
     cohen_kappa,
     read_gold,
@@ -12,7 +13,6 @@ from cai.calibration import (
     split_hh,
     wilson,
 )
-from cai.errors import InputError
 
 
 def test_kappa_exact():

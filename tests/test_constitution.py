@@ -4,7 +4,7 @@ import pytest
 
 from cai.constitution import ConstitutionError, load_constitution, parse_constitution
 from cai.paths import shipped
-from cai.revise import choose_principles
+from cai.stages.revise import choose_principles
 from tests.conftest import MINIMAL
 
 

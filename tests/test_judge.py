@@ -1,6 +1,6 @@
 """The AI judge end to end against a local OpenAI-compatible server with scripted logprobs.
 
-The server (cai.stub_server) is real HTTP on 127.0.0.1, standing in for an OpenAI-compatible
+The server (tests.stubs.stub_server) is real HTTP on 127.0.0.1, standing in for an OpenAI-compatible
 endpoint; what it returns is scripted per request so the soft labels can be checked exactly.
 """
 
@@ -11,23 +11,16 @@ import re
 
 import pytest
 
-from cai.backends.openai import OpenAIBackend
 from cai.chat import Message
-from cai.client import Client
 from cai.constitution import parse_constitution
-from cai.judge import (
-    Judge,
-    JudgeSettings,
-    PairSettings,
-    judge_file,
-    make_fence,
-    read_candidates,
-    render_judge,
-)
+from cai.models.backends.openai import OpenAIBackend
+from cai.models.client import Client
 from cai.records import read_jsonl
-from cai.stub_server import StubServer
+from cai.stages.judge import Judge, JudgeSettings, make_fence, render_judge
+from cai.stages.pairs import PairSettings, judge_file, read_candidates
 from cai.templates import Templates
 from tests.conftest import MINIMAL
+from tests.stubs.stub_server import StubServer
 
 
 def reply_shown_as(content: str, label: str) -> str:

@@ -28,7 +28,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server():
-    from cai.backends.local import gguf_path
+    from cai.models.embedded import gguf_path
 
     port = free_port()
     proc = subprocess.Popen(

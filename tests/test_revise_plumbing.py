@@ -3,12 +3,12 @@
 import asyncio
 import json
 
-from cai.backends.fake import FakeBackend
-from cai.client import Client
 from cai.constitution import parse_constitution
 from cai.inputs import read_prompts
+from cai.models.backends.fake import FakeBackend
+from cai.models.client import Client
 from cai.records import read_jsonl
-from cai.revise import Reviser, revise
+from cai.stages.revise import Reviser, revise
 from cai.templates import Templates
 from tests.conftest import MINIMAL
 

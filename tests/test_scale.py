@@ -1,4 +1,4 @@
-"""Reliability at scale, over real HTTP against cai.stub_server, a local stand-in for
+"""Reliability at scale, over real HTTP against tests.stubs.stub_server, a local stand-in for
 OpenAI-compatible and Anthropic endpoints that injects faults at set rates. No code of ours
 is mocked; the provider services themselves cannot be reached from here."""
 
@@ -12,16 +12,16 @@ import time
 
 import pytest
 
-from cai.backends.anthropic import AnthropicBackend
-from cai.backends.openai import OpenAIBackend
-from cai.budget import Budget
-from cai.cache import ResponseCache
-from cai.client import Client, Limits
 from cai.inputs import read_prompts
+from cai.models.backends.anthropic import AnthropicBackend
+from cai.models.backends.openai import OpenAIBackend
+from cai.models.budget import Budget
+from cai.models.cache import ResponseCache
+from cai.models.client import Client, Limits
 from cai.records import read_jsonl
-from cai.sample import sample
-from cai.stub_server import StubServer, fill_reply
+from cai.stages.sample import sample
 from cai.templates import Templates
+from tests.stubs.stub_server import StubServer, fill_reply
 
 FAST_RETRY = Limits(concurrency=64, attempts=10, backoff=0.01, max_wait=0.2)
 

@@ -9,7 +9,7 @@ import pytest
 from cai.chat import Message
 from cai.constitution import parse_constitution
 from cai.errors import CaiError
-from cai.revise import critique_messages, initial_messages, revision_messages
+from cai.stages.revise import critique_messages, initial_messages, revision_messages
 from cai.templates import Templates
 from tests.conftest import MINIMAL
 

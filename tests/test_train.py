@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cai.errors import CaiError, InputError
-from cai.train import prompt_key, split_heldout
+from cai.training.data import prompt_key, split_heldout
 from tests.conftest import has
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach a model hub
@@ -89,7 +89,7 @@ def test_heldout_split_is_by_prompt_deterministic_and_disjoint():
 
 @needs_train
 def test_config_errors_name_the_file_line_and_key(tmp_path):
-    from cai.train import train
+    from cai.training.train import train
 
     data = write_jsonl(tmp_path / "sft.jsonl", sft_rows(3))
     cases = {"trl:\n  max_steps: 2\n  max_stepz: 3\n": ("max_stepz", ":3:", "SFTConfig"),
@@ -109,7 +109,7 @@ def test_config_errors_name_the_file_line_and_key(tmp_path):
 def test_soft_label_loss_exact_values():
     import torch
 
-    from cai.train import sequence_logps, soft_dpo_loss
+    from cai.training.dpo import sequence_logps, soft_dpo_loss
 
     h = torch.tensor([0.0, 10.0, 10.0])
     loss = soft_dpo_loss(h, torch.tensor([1.0, 1.0, 0.75]), beta=0.1)
@@ -124,8 +124,8 @@ def test_soft_label_loss_exact_values():
 
 
 def test_generation_settings_and_stop_strings():
-    from cai.backends.hf import batch_key, cut_at_stop, generate_kwargs
     from cai.chat import Sampling
+    from cai.models.backends.hf import batch_key, cut_at_stop, generate_kwargs
 
     assert generate_kwargs(Sampling(temperature=0, max_tokens=7)) == {
         "max_new_tokens": 7, "do_sample": False}
@@ -162,7 +162,7 @@ def start() -> Path:
     into the user's cache and reused, as `--model local` does."""
     import torch
 
-    from cai.checkpoints import local_checkpoint
+    from cai.training.checkpoints import local_checkpoint
 
     # Matrices this small gain little from a second thread, and lose a lot when other work
     # shares the CPU (threads spin waiting for each other).
@@ -194,9 +194,9 @@ def moved():
 
 
 def generate(spec: str, prompt: str = "Name a colour.") -> list:
-    from cai.backends import load_backend
     from cai.chat import Message, Sampling
-    from cai.client import Client
+    from cai.models.client import Client
+    from cai.models.registry import load_backend
 
     client = Client(load_backend(spec), concurrency=2)
 
@@ -226,7 +226,7 @@ def check_run(summary: dict, moved, out: Path) -> None:
 def sft_adapter(start, tmp_path_factory) -> tuple[Path, dict, object]:
     """A LoRA adapter trained by SFT, which the DPO test then starts from."""
     from cai.chat import Sampling
-    from cai.train import train
+    from cai.training.train import train
 
     tmp = tmp_path_factory.mktemp("sft")
     data = write_jsonl(tmp / "sft.jsonl", sft_rows(12))
@@ -259,7 +259,7 @@ def test_sft_lora_learns_only_the_answer(sft_adapter):
 @needs_train
 @pytest.mark.slow
 def test_sft_full_few_rows_has_no_split(start, moved, tmp_path):
-    from cai.train import train
+    from cai.training.train import train
 
     data = write_jsonl(tmp_path / "sft.jsonl", sft_rows(4))
     (tmp_path / "train.yaml").write_text(TWO_STEPS)
@@ -277,7 +277,7 @@ def test_sft_full_few_rows_has_no_split(start, moved, tmp_path):
 @pytest.mark.slow
 def test_dpo_lora_on_the_sft_adapter_merged(sft_adapter, start, moved, tmp_path):
     from cai.chat import Sampling
-    from cai.train import train
+    from cai.training.train import train
 
     sft, _, _ = sft_adapter
     data = write_jsonl(tmp_path / "prefs.jsonl",
@@ -298,8 +298,10 @@ def test_dpo_lora_on_the_sft_adapter_merged(sft_adapter, start, moved, tmp_path)
 
 
 def dpo_trainer(start: Path, rows: list[dict], lora: bool, tmp_path: Path):
-    from cai.checkpoints import load_policy, load_tokenizer
-    from cai.train import Split, TrainConfig, lora_config, make_trainer, trl_args
+    from cai.training.checkpoints import load_policy, load_tokenizer
+    from cai.training.config import TrainConfig, lora_config, trl_args
+    from cai.training.data import Split
+    from cai.training.train import make_trainer
 
     config = TrainConfig(trl={"max_steps": 2, "per_device_train_batch_size": 2,
                               "max_length": 96})
@@ -357,8 +359,8 @@ def test_dpo_full_reference_is_a_frozen_copy(start, moved, tmp_path):
 @needs_train
 @pytest.mark.slow
 def test_reward_model_trains_and_is_not_a_generator(start, moved, tmp_path):
-    from cai.backends import load_backend
-    from cai.train import train
+    from cai.models.registry import load_backend
+    from cai.training.train import train
 
     data = write_jsonl(tmp_path / "prefs.jsonl", pref_rows(4))
     (tmp_path / "train.yaml").write_text(TWO_STEPS)
@@ -383,8 +385,8 @@ def test_local_checkpoint_is_plain_and_says_what_it_is(start):
 @needs_train
 @pytest.mark.slow
 def test_hf_backend_batches_concurrent_requests(start):
-    from cai.backends.hf import HFBackend
     from cai.chat import Message, Sampling
+    from cai.models.backends.hf import HFBackend
 
     backend = HFBackend("local")
     sizes = []

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from cai.chat import Completion, TokenLogprob, Usage
-from cai.verdict import (
+from cai.stages.verdict import (
     Verdict,
     answer_position,
     clamp,

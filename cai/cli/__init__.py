@@ -17,7 +17,7 @@ from cai.errors import CaiError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="cai")
+@click.version_option(package_name="cai-toolkit")
 def cli() -> None:
     """cai: Constitutional AI and RLAIF, from principles to preference data to training."""
 

@@ -31,7 +31,7 @@ def batch_group() -> None:
               help="The output folder of the stage that was run with --batch.")
 def batch_status(out: str) -> None:
     """Show each batch's state, refreshed from its provider."""
-    from cai.batch import status
+    from cai.models.provider_batch import status
 
     for b in asyncio.run(status(Path(out))):  # one line each, ids whole for copying
         counts = ", ".join(f"{k} {v}" for k, v in (b.get("counts") or {}).items() if v)
@@ -48,8 +48,8 @@ def batch_status(out: str) -> None:
               help="Response cache to write into [default: the one the stage ran with].")
 def batch_collect(out: str, cache_path: str | None) -> None:
     """Download finished batches' results into the response cache."""
-    from cai.batch import collect
-    from cai.cache import ResponseCache
+    from cai.models.cache import ResponseCache
+    from cai.models.provider_batch import collect
 
     cache = ResponseCache(cache_path) if cache_path else None
     try:

@@ -9,12 +9,13 @@ import click
 
 from cai.cli.options import (
     CONSTITUTION_HELP,
-    calibrate_judge,
+    calibration_line,
     console,
-    execute,
     judge_options,
     make_judge,
     model_options,
+    run,
+    run_and_report,
 )
 
 # ---------------------------------------------------------------- critique and revise
@@ -35,24 +36,22 @@ from cai.cli.options import (
 @model_options
 def revise(prompts_file: str, constitution: str, model: str, critic_model: str | None,
            rounds: int, out: str, limit: int | None, seed: int, principle: str | None,
-           run: Any, templates: str | None) -> None:
+           session: Any, templates: str | None) -> None:
     """Critique and revise answers under a constitution: SFT and preference data."""
     from cai.constitution import load_constitution
     from cai.inputs import read_prompts
     from cai.paths import resolve_constitution
-    from cai.revise import Reviser, revise
+    from cai.stages.revise import Reviser, revise
     from cai.templates import Templates
 
     const = load_constitution(resolve_constitution(constitution))
     if principle:
         const.principle(principle)
     items = read_prompts(prompts_file, limit)
-    reviser = Reviser(const, run.client(model), run.client(critic_model or model),
+    reviser = Reviser(const, session.client(model), session.client(critic_model or model),
                       Templates(templates), rounds=rounds, seed=seed, principle=principle)
-    execute(run, lambda out_dir: revise(items, reviser, out_dir,
-                                         concurrency=run.limits.concurrency), out)
-
-
+    run_and_report(session, revise(items, reviser, Path(out),
+                                   concurrency=session.limits.concurrency, session=session))
 
 
 @click.command("try")
@@ -67,14 +66,24 @@ def revise(prompts_file: str, constitution: str, model: str, critic_model: str |
 @click.option("--seed", default=0, show_default=True)
 @model_options
 def try_(constitution: str, prompt_text: str, principle: str | None, compare: str | None,
-         model: str, critic_model: str | None, rounds: int, seed: int, run: Any,
+         model: str, critic_model: str | None, rounds: int, seed: int, session: Any,
          templates: str | None) -> None:
     """Show the initial answer, critique and revision for one prompt, in seconds."""
-    from cai.views import show_try
+    from cai.cli.views import show_try
+    from cai.constitution import load_constitution
+    from cai.paths import resolve_constitution
+    from cai.stages.revise import try_prompt
+    from cai.templates import Templates
 
-    show_try(console, constitution=constitution, prompt=prompt_text, principle=principle,
-             compare=compare, run=run, model=model, critic_model=critic_model or model,
-             rounds=rounds, seed=seed, templates=templates)
+    versions = [("new" if compare else None, constitution)]
+    if compare:
+        versions.insert(0, ("old", compare))
+    loaded = [(label, load_constitution(resolve_constitution(c))) for label, c in versions]
+    policy, critic = session.client(model), session.client(critic_model or model)
+    traces = run(session, try_prompt(prompt_text, [c for _, c in loaded], policy, critic,
+                                     Templates(templates), rounds=rounds, seed=seed,
+                                     principle=principle))
+    show_try(console, prompt_text, loaded, traces, policy.spec, critic.spec, seed)
 
 
 # ---------------------------------------------------------------- sampling and judging
@@ -91,18 +100,16 @@ def try_(constitution: str, prompt_text: str, principle: str | None, compare: st
 @click.option("--limit", default=None, type=click.IntRange(1))
 @model_options
 def sample(prompts_file: str, model: str, n: int, out: str, temperature: float | None,
-           seed: int, limit: int | None, run: Any, templates: str | None) -> None:
+           seed: int, limit: int | None, session: Any, templates: str | None) -> None:
     """Sample K responses per prompt into responses.jsonl, for the judge."""
     from cai.inputs import read_prompts
-    from cai.sample import sample as sample_stage
+    from cai.stages.sample import sample as sample_stage
     from cai.templates import Templates
 
     items = read_prompts(prompts_file, limit)
-    client = run.client(model)
-    execute(run, lambda out_dir: sample_stage(items, client, Templates(templates), out_dir,
-                                               n=n, seed=seed, temperature=temperature,
-                                               concurrency=run.limits.concurrency), out)
-
+    run_and_report(session, sample_stage(
+        items, session.client(model), Templates(templates), Path(out), n=n, seed=seed,
+        temperature=temperature, concurrency=session.limits.concurrency, session=session))
 
 
 @click.command()
@@ -125,27 +132,24 @@ def sample(prompts_file: str, model: str, n: int, out: str, temperature: float |
 def judge(responses_file: str, constitution: str, out: str, pairs: str, min_margin: float,
           length_ratio: float, calibrate: str | None, limit: int | None, **options: Any) -> None:
     """Judge responses pairwise under principles: preference pairs with soft labels."""
-    from cai.judge import PairSettings, judge_file, read_candidates
+    from cai.stages.pairs import PairSettings, judge_file, read_candidates
 
     items = read_candidates(Path(responses_file))[:limit]
     j = make_judge(constitution=constitution, **options)
-    run = options["run"]
-
-    async def stage(out_dir: Path) -> Any:
-        if calibrate:
-            await calibrate_judge(j, calibrate, out_dir / "calibration")
-        return await judge_file(items, j, out_dir,
-                                pairs=PairSettings(pairs, min_margin, length_ratio),
-                                concurrency=run.limits.concurrency)
-
-    result = execute(run, stage, out)
-    if run.dry_run:
+    session = options["session"]
+    result = run_and_report(session, judge_file(
+        items, j, Path(out), pairs=PairSettings(pairs, min_margin, length_ratio),
+        concurrency=session.limits.concurrency, session=session,
+        calibrate=Path(calibrate) if calibrate else None))
+    s = result.summary
+    if "dry_run" in s:
         return
-    s = result.summary["judge"]
+    if s.get("calibration"):
+        calibration_line(s["calibration"], str(calibrate), Path(out) / "calibration")
+    s = s["judge"]
     console.print(f"pairs {s['pairs']} (low margin and unjudged in their own files), "
                   f"position flips {s['position_flip_rate']}, longer won {s['longer_won_share']}, "
                   f"unparsed orders {s['unparsed_orders']}, failed orders {s['failed_orders']}")
-
 
 
 @click.group("eval")
@@ -161,17 +165,16 @@ def eval_group() -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--limit", default=None, type=click.IntRange(1))
 @judge_options
-def evalmake_judge(data: str, constitution: str | None, out: str, limit: int | None,
+def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
                **options: Any) -> None:
     """Measure a judge against human labels: accuracy, kappa, flips, length bias, ECE."""
-    from cai.calibration import judge_gold, read_gold
+    from cai.evals.calibration import judge_gold, read_gold, report_markdown
 
     gold = read_gold(Path(data))[:limit]
     j = make_judge(constitution=constitution, **options)
-    run = options["run"]
-    execute(run, lambda out_dir: judge_gold(gold, j, out_dir,
-                                             concurrency=run.limits.concurrency), out)
-    if run.dry_run:
-        return
-    console.print((Path(out) / "report.md").read_text(encoding="utf-8"), markup=False,
-                  highlight=False)
+    session = options["session"]
+    result = run_and_report(session, judge_gold(gold, j, Path(out),
+                                           concurrency=session.limits.concurrency,
+                                           session=session))
+    if result.report:
+        console.print(report_markdown(result.report), markup=False, highlight=False)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import shutil
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -17,6 +17,7 @@ from cai.errors import CaiError
 
 console = Console()
 err = Console(stderr=True)
+T = TypeVar("T")
 
 CONSTITUTION_HELP = ("Constitution YAML file, or the name of a shipped one (harmless, "
                      "helpful-honest).")
@@ -56,16 +57,16 @@ RUN_OPTIONS = [
 
 
 def model_options(f: Any) -> Any:
-    """Options every command that calls a model shares; they reach it as `run` and
+    """Options every command that calls a model shares; they reach it as `session` and
     `templates`."""
 
     @functools.wraps(f)
     def command(**kw: Any) -> Any:
-        from cai.budget import Budget, parse_deadline
-        from cai.client import Limits
-        from cai.run import RunSettings
+        from cai.models.budget import Budget, parse_deadline
+        from cai.models.client import Limits
+        from cai.models.session import Session
 
-        run = RunSettings(
+        session = Session(
             base_urls=kw.pop("base_urls"),
             limits=Limits(concurrency=kw.pop("concurrency"), rpm=kw.pop("rpm"),
                           tpm=kw.pop("tpm"), attempts=kw.pop("attempts")),
@@ -75,49 +76,39 @@ def model_options(f: Any) -> Any:
                           deadline=parse_deadline(kw.pop("deadline"))),
             prices_file=kw.pop("prices_file"), dry_run=kw.pop("dry_run"),
             batch=kw.pop("batch"))
-        if run.batch and run.dry_run:
-            raise CaiError("--batch and --dry-run do not go together; dry-run first, then "
-                           "submit with --batch")
-        return f(run=run, **kw)
+        return f(session=session, **kw)
 
     for option in reversed(RUN_OPTIONS):
         command = option(command)
     return command
 
 
-def execute(run: Any, stage: Any, out: str) -> Any:
-    """Run a stage into `out`: closing clients, submitting batches, reporting dry runs."""
-    from cai.run import dry_run_out, dry_run_report
+def run(session: Any, job: Coroutine[Any, Any, T]) -> T:
+    """Run one command's library call on the event loop, then close its models. The only
+    place, with `cai batch`, that starts an event loop."""
 
-    target = dry_run_out(Path(out)) if run.dry_run else Path(out)
-
-    async def go() -> Any:
+    async def go() -> T:
         try:
-            result = await stage(target)
-            if run.batch:
-                from cai.batch import submit_pending
-
-                await submit_pending(run.clients, Path(out), console)
-            return result
+            return await job
         finally:
-            await run.close()
+            await session.close()
 
-    try:
-        result = asyncio.run(go())
-    finally:
-        if run.dry_run:
-            shutil.rmtree(target, ignore_errors=True)
-    if run.dry_run:
-        console.print_json(data=dry_run_report(result.summary))
-    else:
-        report(result)
+    return asyncio.run(go())
+
+
+def run_and_report(session: Any, job: Coroutine[Any, Any, Any]) -> Any:
+    """Run a stage command's library call and print what it did."""
+    result = run(session, job)
+    report(result)
     return result
 
 
-
-
 def report(result: Any) -> None:
+    """What a stage did, in a few lines: its counts, or a dry run's estimate; batches sent."""
     s = result.summary
+    if "dry_run" in s:
+        console.print_json(data=s["dry_run"])
+        return
     console.print(
         f"[bold]{s['stage']}[/]: {s['done']} done, {s['failed']} failed, "
         f"{s['already_done']} already done; {s['requests']} requests, {s['cache_hits']} "
@@ -131,7 +122,20 @@ def report(result: Any) -> None:
     if s["failed"]:
         err.print(f"[yellow]{s['failed']} failed; see {result.out / 'failed.jsonl'}. "
                   "Rerun the same command to try them again.[/]")
+    if "batches_submitted" in s:
+        batches(s["batches_submitted"], result.out)
 
+
+def batches(sent: dict[str, Any], out: Path) -> None:
+    for spec, n in sent["in_flight"].items():
+        console.print(f"{n} requests for {spec} are in a batch not collected yet; not sent "
+                      "again", highlight=False, markup=False)
+    if sent["ids"]:
+        console.print(f"submitted {sent['sent']} requests in {len(sent['ids'])} batch(es): "
+                      f"{', '.join(sent['ids'])} -> {out / 'batches.json'}\n"
+                      f"next: `cai batch status --out {out}`; when they are done, `cai batch "
+                      f"collect --out {out}`, then rerun this command with --batch",
+                      highlight=False, markup=False)
 
 
 def judge_options(f: Any) -> Any:
@@ -154,33 +158,36 @@ def judge_options(f: Any) -> Any:
     return model_options(f)
 
 
-def make_judge(judge_spec: str, constitution: str | None, principles: str, verdict: str, cot: bool,
-           cot_band: str, length_control: bool, seed: int, run: Any, templates: str | None):
+def make_judge(*, judge_spec: str, constitution: str | None, principles: str, verdict: str,
+               cot: bool, cot_band: str, length_control: bool, seed: int, session: Any,
+               templates: str | None) -> Any:
+    """The Judge that the judge options describe."""
     from cai.constitution import load_constitution
-    from cai.judge import Judge, JudgeSettings
     from cai.paths import resolve_constitution
+    from cai.stages.judge import Judge, JudgeSettings
     from cai.templates import Templates
 
-    try:
-        lo, hi = (float(v) for v in cot_band.split(","))
-        assert 0 <= lo <= 0.5 <= hi <= 1
-    except (ValueError, AssertionError):
-        raise CaiError(f"--cot-band {cot_band!r}: give LO,HI with 0 <= LO <= 0.5 <= HI <= 1, "
-                       "e.g. 0.4,0.6") from None
     const = load_constitution(resolve_constitution(constitution)) if constitution else None
-    client = run.client(judge_spec, logprobs=verdict != "text")
+    client = session.client(judge_spec, logprobs=verdict != "text")
     settings = JudgeSettings(principles=principles, verdict=verdict, reasoning=cot,
-                             band=(lo, hi), length_control=length_control, seed=seed)
+                             band=parse_band(cot_band), length_control=length_control,
+                             seed=seed)
     return Judge(client, Templates(templates), const, settings)
 
 
+def parse_band(text: str) -> tuple[float, float]:
+    """`--cot-band LO,HI`, with 0 <= LO <= 0.5 <= HI <= 1."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        lo, hi = -1.0, -1.0
+    if not 0 <= lo <= 0.5 <= hi <= 1:
+        raise CaiError(f"--cot-band {text!r}: give LO,HI with 0 <= LO <= 0.5 <= HI <= 1, "
+                       "e.g. 0.4,0.6")
+    return lo, hi
 
 
-async def calibrate_judge(j: Any, data: str, out: Path) -> Any:
-    from cai.calibration import judge_gold, read_gold
-
-    result = await judge_gold(read_gold(Path(data)), j, out, concurrency=8)
-    r = result.summary["report"]
-    console.print(f"[bold]calibration[/] on {data}: n {r['n']}, accuracy {r['accuracy']}, "
-                  f"kappa {r['kappa']}, ECE {r['ece']} -> {out / 'report.md'}")
-    return result
+def calibration_line(report: dict[str, Any], data: str, out: Path) -> None:
+    console.print(f"[bold]calibration[/] on {data}: n {report['n']}, accuracy "
+                  f"{report['accuracy']}, kappa {report['kappa']}, ECE {report['ece']} -> "
+                  f"{out / 'report.md'}")

@@ -49,9 +49,9 @@ def constitution_check(files: tuple[str, ...]) -> None:
 @click.argument("file")
 def constitution_show(file: str) -> None:
     """Print a constitution readably."""
+    from cai.cli.views import show_constitution
     from cai.constitution import load_constitution
     from cai.paths import resolve_constitution
-    from cai.views import show_constitution
 
     show_constitution(console, load_constitution(resolve_constitution(file)))
 
@@ -87,7 +87,7 @@ def prompts_list(templates: str | None) -> None:
 def prompts_render(name: str, constitution: str, principle: str | None, prompt_text: str,
                    response: str, critique: str, templates: str | None) -> None:
     """Show exactly the messages a model would be sent for template NAME."""
-    from cai.views import render_messages
+    from cai.cli.views import render_messages
 
     messages = render_messages(name, constitution=constitution, principle=principle,
                                prompt=prompt_text, response=response, critique=critique,

@@ -77,7 +77,7 @@ def train_reward(**options: Any) -> None:
 def _train(kind: str, data: tuple[str, ...], model: str, out: str, lora: bool,
            config: str | None, eval_fraction: float, merge: bool = False,
            min_margin: float = 0.0) -> None:
-    from cai.train import train
+    from cai.training.train import train
 
     s = train(kind, [Path(d) for d in data], model, Path(out), lora=lora,
               config=Path(config) if config else None, merge=merge,

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from cai.errors import CaiError, InputError
+from cai.models.registry import parse_spec
 
 # model name -> (input, output) USD per 1M tokens; a prefix matches dated versions too.
 PRICES: dict[str, tuple[float, float]] = {
@@ -29,7 +30,6 @@ PRICES: dict[str, tuple[float, float]] = {
     "claude-3-7-sonnet": (3.00, 15.00),
     "claude-opus-4": (15.00, 75.00),
 }
-FREE_KINDS = ("local", "hf", "vllm", "fake")
 
 
 def load_prices(path: str | Path | None) -> dict[str, tuple[float, float]]:
@@ -55,9 +55,10 @@ def load_prices(path: str | Path | None) -> dict[str, tuple[float, float]]:
 
 def price_of(spec: str, table: dict[str, tuple[float, float]]) -> tuple[float, float] | None:
     """(input, output) USD per 1M tokens for a model spec; None when unknown."""
-    kind, _, model = spec.partition(":")
-    if kind in FREE_KINDS:
+    parsed = parse_spec(spec)
+    if parsed.kind.free:
         return (0.0, 0.0)
+    model = parsed.model
     for name in sorted(table, key=len, reverse=True):  # the most specific name first
         if model == name or model.startswith(name + "-") or model.startswith(name + "@"):
             return table[name]

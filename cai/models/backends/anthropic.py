@@ -1,7 +1,7 @@
 """`anthropic:MODEL`: Anthropic's Messages API through the official SDK.
 
 It has no token log-probabilities, so the judge reads its verdicts from text. The SDK's own
-retries are off; `cai.client.Client` retries in one place.
+retries are off; `cai.models.client.Client` retries in one place.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from cai.backends.base import Backend, sdk_error
 from cai.chat import Completion, Message, Sampling, Usage
 from cai.errors import BackendError, CaiError
+from cai.models.backends.base import Backend, sdk_error
 
 KEY_VARIABLE = "ANTHROPIC_API_KEY"
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
@@ -67,6 +67,7 @@ class AnthropicBackend(Backend):
 
         self.spec = f"anthropic:{model}"
         self.model = model
+        self.base_url = base_urls[0] if base_urls else None
         key = api_key or os.environ.get(KEY_VARIABLE)
         if not key:
             raise CaiError(f"{KEY_VARIABLE} is not set; export it to use {self.spec}")
@@ -74,7 +75,7 @@ class AnthropicBackend(Backend):
         self._client = anthropic.AsyncAnthropic(
             api_key=key, base_url=base_urls[0] if base_urls else None, max_retries=0,
             timeout=timeout, http_client=http_client)
-        self.sdk = self._client  # the SDK client; `cai.batch` uses it
+        self.sdk = self._client  # the SDK client; `cai.models.provider_batch` uses it
 
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
         import anthropic

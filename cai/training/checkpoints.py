@@ -1,5 +1,5 @@
-"""Model checkpoints on disk: the embedded model made trainable, model specs, LoRA adapters,
-and what a training run leaves beside its model (model card, held-out answers).
+"""Model checkpoints on disk: the embedded model made trainable, the folder a spec names,
+loading (LoRA adapters merged into their bases) and merging.
 
 A checkpoint is a transformers folder (config.json and weights) or a peft LoRA adapter folder
 (adapter_config.json) whose base is another checkpoint, possibly an adapter itself: loading
@@ -8,8 +8,6 @@ walks that chain and merges each adapter into its base.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
 import os
 import shutil
@@ -17,13 +15,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cai.backends.local import MODEL_NAME, gguf_path
-from cai.chat import Sampling
 from cai.errors import CaiError
-from cai.paths import cache_dir
+from cai.models.embedded import MODEL_NAME, converted_path, gguf_path
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
-TRAIN_EXTRA = "install the training extra with `pip install 'cai[train]'`"
+TRAIN_EXTRA = "install the training extra with `pip install 'cai-toolkit[train]'`"
 
 LOCAL_CARD = f"""# {MODEL_NAME}, converted for training
 
@@ -35,7 +31,7 @@ model llama.cpp runs as `local`, not Hugging Face's original bf16 release.
 
 def local_checkpoint() -> Path:
     """The embedded model as a plain transformers checkpoint, converted once into the cache."""
-    target = cache_dir() / "models" / MODEL_NAME
+    target = converted_path()
     if not (target / "config.json").is_file():
         _convert(gguf_path(), target)
     return target
@@ -99,7 +95,7 @@ def resolve_model(spec: str) -> Path:
 
 def from_embedded(folder: Path) -> bool:
     """Whether a checkpoint is the converted embedded model or was trained from it."""
-    if folder == cache_dir() / "models" / MODEL_NAME:
+    if folder == converted_path():
         return True
     summary = folder / "train_summary.json"  # what `cai train` leaves beside its model
     return summary.is_file() and bool(
@@ -114,7 +110,7 @@ def adapter_base(folder: Path) -> Path:
     """The checkpoint a LoRA adapter was trained on."""
     config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     base = Path(config.get("base_model_name_or_path") or "")
-    local = cache_dir() / "models" / MODEL_NAME
+    local = converted_path()
     if base == local:
         return local_checkpoint()  # converted again if the cache was cleared
     if not ((base / "config.json").is_file() or is_adapter(base)):
@@ -179,97 +175,3 @@ def need_training_extra(*extra: str) -> None:
     missing = [m for m in wanted if importlib.util.find_spec(m) is None]
     if missing:
         raise CaiError(f"this needs {', '.join(missing)}; {TRAIN_EXTRA}")
-
-
-# ---------------------------------------------------------------- what a training run leaves
-
-
-def write_answers(out: Path, rows: list[dict[str, Any]], sampling: Sampling) -> int:
-    """The answers of the checkpoint in `out` to the prompts of `rows`, made through the `hf:`
-    backend as the next round would make them, into heldout_answers.jsonl."""
-    from cai.backends.hf import HFBackend
-    from cai.chat import messages_from_dicts
-
-    backend = HFBackend(str(out))
-
-    async def answer_all() -> list[Any]:
-        try:
-            return await asyncio.gather(*(backend.complete(messages_from_dicts(r["prompt"]),
-                                                           sampling) for r in rows))
-        finally:
-            await backend.aclose()
-
-    answers = asyncio.run(answer_all())
-    write_jsonl(out / "heldout_answers.jsonl", [
-        {"id": r.get("id"), "prompt": r["prompt"],
-         "completion": [{"role": "assistant", "content": a.text}], "model": f"hf:{out}",
-         "finish_reason": a.finish_reason, "sampling": sampling.to_dict()}
-        for r, a in zip(rows, answers, strict=True)])
-    return len(answers)
-
-
-def constitutions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The constitutions the records name (name, version, sha256), each once."""
-    found = {}
-    for r in rows:
-        c = r.get("constitution")
-        if isinstance(c, dict) and c.get("sha256"):
-            found[c["sha256"]] = c
-    return list(found.values())
-
-
-def model_card(s: dict[str, Any]) -> str:
-    """README.md for a trained checkpoint, from its train_summary.json."""
-    data = "\n".join(f"- `{d['path']}` (sha256 `{d['sha256']}`)" for d in s["data"])
-    consts = "\n".join(f"- {c.get('name')} {c.get('version')}: sha256 `{c['sha256']}`"
-                       for c in s["constitutions"]) or "- none named in the data"
-    what = {"sft": "Supervised fine-tuning on the completions",
-            "dpo": "DPO on preference pairs", "reward": "A reward model on preference pairs"}
-    form = ("a LoRA adapter merged into its base" if s["merged"] else "a LoRA adapter"
-            if s["method"] == "lora" else "a full fine-tune")
-    local = LOCAL_NOTE if s["from_embedded"] else ""
-    notes = "".join(f"\n- {n}" for n in s["notes"]) or " none"
-    return f"""# cai {s['kind']} checkpoint
-
-{what[s['kind']]}: {form}, trained by `cai train {s['kind']}` from `{s['model']}`
-({s['start']}). Generate with it as `--model hf:<this folder>`.
-{local}
-## Data
-{data}
-
-{s['train_rows']} rows trained on, {s['heldout_rows']} held out (heldout.jsonl),
-{s['dropped_low_margin']} left out under min margin {s['min_margin']}.
-
-## Constitutions
-{consts}
-
-## Training
-{s['steps']} steps. TRL config:
-```json
-{json.dumps(s['trl'], indent=2)}
-```
-LoRA: `{json.dumps(s['lora'])}`
-
-## Held-out metrics
-```json
-{json.dumps(s['heldout'], indent=2)}
-```
-Notes:{notes}
-"""
-
-
-LOCAL_NOTE = ("\nThe base weights are the embedded SmolLM2-135M-Instruct GGUF (4-bit Q4_1) "
-              "dequantized to float32: dequantized 4-bit weights, not the original release.\n")
-
-
-def file_info(path: Path) -> dict[str, str]:
-    return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-
-
-def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    """Write a whole JSONL file at once, replacing any earlier one."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)

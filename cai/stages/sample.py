@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cai.chat import Message, messages_to_dicts
-from cai.client import Client
 from cai.inputs import PromptItem
-from cai.revise import step_seed
-from cai.runner import StageResult, run_stage
+from cai.models.client import Client
+from cai.stages.revise import step_seed
+from cai.stages.stage import StageResult, run_stage
 from cai.templates import Templates
+
+if TYPE_CHECKING:
+    from cai.models.session import Session
 
 FILES = ("responses.jsonl",)
 
@@ -42,7 +45,8 @@ async def sample_one(client: Client, templates: Templates, item: PromptItem, n: 
 
 async def sample(items: list[PromptItem], client: Client, templates: Templates, out: Path, *,
                  n: int = 2, seed: int = 0, temperature: float | None = None,
-                 concurrency: int = 8, progress: bool | None = None) -> StageResult:
+                 concurrency: int = 8, progress: bool | None = None,
+                 session: Session | None = None) -> StageResult:
     """K responses for each prompt into `out/responses.jsonl`, skipping prompts done there."""
 
     async def work(item: PromptItem) -> dict[str, list[dict[str, Any]]]:
@@ -52,4 +56,5 @@ async def sample(items: list[PromptItem], client: Client, templates: Templates, 
               "sampling": client.sampling(**({"temperature": temperature}
                                              if temperature is not None else {})).to_dict()}
     return await run_stage("sample", items, work, out=out, files=FILES, clients=[client],
-                           concurrency=concurrency, config=config, progress=progress)
+                           concurrency=concurrency, config=config, progress=progress,
+                           session=session)

@@ -5,7 +5,8 @@ once or after a set latency, and injects faults at set rates: 429 with Retry-Aft
 timeouts, connection resets, malformed JSON, empty choices and truncated bodies. Every request
 is logged, so tests can count what was really sent. It is not OpenAI: only the shapes are.
 
-    python -m cai.stub_server --port 8011 --latency 0.5 --fault-rate 0.2 --log requests.jsonl
+    python -m tests.stubs.stub_server --port 8011 --latency 0.5 --fault-rate 0.2 \
+        --log requests.jsonl
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cai.stub_batches import BatchStore
+from tests.stubs.stub_batches import BatchStore
 
 FAULTS = ("429", "500", "503", "timeout", "reset", "malformed", "empty", "truncated")
 

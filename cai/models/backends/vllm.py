@@ -10,10 +10,10 @@ import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
-from cai.backends.base import Backend
-from cai.backends.batching import Batcher, Request
 from cai.chat import Completion, Message, Sampling, TokenLogprob, Usage
 from cai.errors import CaiError
+from cai.models.backends.base import Backend
+from cai.models.backends.gather import Batcher, Request
 
 
 class VLLMBackend(Backend):
@@ -22,8 +22,8 @@ class VLLMBackend(Backend):
 
     def __init__(self, model: str, **engine_args: Any):
         if importlib.util.find_spec("vllm") is None:
-            raise CaiError("vllm is not installed; `pip install 'cai[vllm]'` on a machine with "
-                           "a GPU, or serve the model with `vllm serve` and use "
+            raise CaiError("vllm is not installed; `pip install 'cai-toolkit[vllm]'` on a "
+                           "machine with a GPU, or serve the model with `vllm serve` and use "
                            "openai:MODEL --base-url")
         self.spec = f"vllm:{model}"
         self.model = model

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from rich.console import Console
@@ -11,15 +10,9 @@ from rich.table import Table
 
 from cai.chat import Message
 from cai.constitution import Constitution, load_constitution
-from cai.inputs import PromptItem, prompt_id
 from cai.paths import resolve_constitution
-from cai.revise import (
-    Reviser,
-    critique_messages,
-    initial_messages,
-    revision_messages,
-)
-from cai.run import RunSettings
+from cai.stages.judge import render_judge
+from cai.stages.revise import critique_messages, initial_messages, revision_messages
 from cai.templates import Templates
 
 
@@ -54,44 +47,18 @@ def render_messages(name: str, *, constitution: str, principle: str | None, prom
     if name == "revision":
         return revision_messages(t, c, conversation, response, critique, p)
     if name.startswith("judge"):
-        from cai.judge import render_judge
-
         return render_judge(t, name, c, p, conversation, response, critique)
     return [Message("user", t.render(name))]
 
 
-def show_try(console: Console, *, constitution: str, prompt: str, principle: str | None,
-             compare: str | None, run: RunSettings, model: str, critic_model: str, rounds: int,
-             seed: int, templates: str | None) -> None:
-    """Run critique-and-revise on one prompt and show each step, side by side."""
-    t = Templates(templates)
-    new = load_constitution(resolve_constitution(constitution))
-    versions = [("new" if compare else new.name, new)]
-    if compare:
-        versions.insert(0, ("old", load_constitution(resolve_constitution(compare))))
-    item = PromptItem(prompt_id((Message("user", prompt),)), (Message("user", prompt),), 0)
-
-    policy = (run.client(model), run.client(critic_model))
-
-    async def run_all() -> list[dict[str, Any]]:
-        results = []
-        try:
-            for _, c in versions:
-                if principle:
-                    c.principle(principle)
-                reviser = Reviser(c, policy[0], policy[1], t, rounds=rounds, seed=seed,
-                                  principle=principle)
-                results.append(await reviser.run_one(item))
-        finally:
-            await run.close()
-        return results
-
-    results = asyncio.run(run_all())
+def show_try(console: Console, prompt: str, versions: list[tuple[str | None, Constitution]],
+             traces: list[list[dict[str, Any]]], model: str, critic: str, seed: int) -> None:
+    """Draw the steps of `cai try` for each constitution, side by side."""
     table = Table(show_lines=True, expand=True, title=f"[bold]prompt:[/] {prompt}")
     table.add_column("step", style="bold", no_wrap=True)
     for label, c in versions:
-        table.add_column(f"{label}: {c.name} {c.version} ({c.sha256[:8]})", overflow="fold")
-    traces = [r["trace.jsonl"][0]["steps"] for r in results]
+        table.add_column(f"{label or c.name}: {c.name} {c.version} ({c.sha256[:8]})",
+                         overflow="fold")
     for i in range(max(len(s) for s in traces)):
         step = traces[0][i] if i < len(traces[0]) else traces[-1][i]
         label = step["step"] + (f" {step['round']}\n[dim]{step.get('principle', '')}[/]"
@@ -100,5 +67,4 @@ def show_try(console: Console, *, constitution: str, prompt: str, principle: str
     console.print(table)
     used = sum(s["usage"]["prompt_tokens"] + s["usage"]["completion_tokens"]
                for steps in traces for s in steps)
-    console.print(f"[dim]model {policy[0].spec}, critic {policy[1].spec}, seed {seed}, "
-                  f"{used} tokens[/]")
+    console.print(f"[dim]model {model}, critic {critic}, seed {seed}, {used} tokens[/]")

@@ -13,11 +13,12 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from cai.backends.base import Backend
-from cai.budget import Budget, BudgetExhausted
-from cai.cache import ResponseCache, request_key
 from cai.chat import Completion, Message, Sampling
 from cai.errors import BackendError, CaiError
+from cai.models.backends.base import Backend, estimate_tokens
+from cai.models.budget import Budget, BudgetExhausted
+from cai.models.cache import ResponseCache, request_key
+from cai.models.registry import Kind, parse_spec
 
 # At a 20% transient fault rate, ten attempts lose one item in ten million.
 DEFAULT_ATTEMPTS = 10
@@ -69,11 +70,6 @@ class Pacer:
             if delay > 0:
                 await asyncio.sleep(delay)
             self._next = time.monotonic() + amount * self.interval
-
-
-def estimate_tokens(messages: Sequence[Message]) -> int:
-    """A tokenizer-free estimate: about four characters a token, plus a little per message."""
-    return sum(len(m.content) // 4 + 4 for m in messages)
 
 
 def _retryable(e: BaseException) -> bool:
@@ -137,6 +133,23 @@ class Client:
     @property
     def spec(self) -> str:
         return self.backend.spec
+
+    # What the backend can do, so that callers need not reach through to it.
+    @property
+    def supports_logprobs(self) -> bool:
+        return self.backend.supports_logprobs
+
+    @property
+    def max_top_logprobs(self) -> int:
+        return self.backend.max_top_logprobs
+
+    @property
+    def kind(self) -> Kind:
+        return parse_spec(self.spec).kind
+
+    @property
+    def base_url(self) -> str | None:
+        return self.backend.base_url
 
     def sampling(self, **changes: Any) -> Sampling:
         """The backend's default sampling with some fields changed."""

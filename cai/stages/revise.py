@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cai.chat import Completion, Message, Sampling, messages_to_dicts
-from cai.client import Client
 from cai.constitution import Constitution, Example, Principle
 from cai.errors import CaiError
-from cai.inputs import PromptItem
-from cai.runner import StageResult, run_stage
+from cai.inputs import PromptItem, prompt_id
+from cai.models.client import Client
+from cai.records import assistant
+from cai.stages.stage import StageResult, run_stage
 from cai.templates import Templates
+
+if TYPE_CHECKING:
+    from cai.models.session import Session
 
 TEMPLATES = ("system", "critique", "revision")
 FILES = ("trace.jsonl", "prefs.jsonl", "sft.jsonl")  # sft.jsonl last: it commits the prompt
@@ -159,21 +164,18 @@ class Reviser:
         prompt = messages_to_dicts(list(item.messages))
         provenance = {**self.provenance(), "principles": principle_ids, "rounds": self.rounds,
                       "sampling": steps[-1]["sampling"]}
-        sft = {"id": item.id, "prompt": prompt,
-               "completion": [{"role": "assistant", "content": final}], **provenance}
+        sft = {"id": item.id, "prompt": prompt, "completion": assistant(final), **provenance}
         prefs = []
         if final.strip() != initial.strip():  # an unchanged answer is no preference
-            prefs.append({"id": item.id, "prompt": prompt,
-                          "chosen": [{"role": "assistant", "content": final}],
-                          "rejected": [{"role": "assistant", "content": initial}],
-                          **provenance})
+            prefs.append({"id": item.id, "prompt": prompt, "chosen": assistant(final),
+                          "rejected": assistant(initial), **provenance})
         trace = {"id": item.id, "prompt": prompt, "steps": steps, **provenance,
                  "templates": self.templates.hashes(*TEMPLATES)}
         return {"trace.jsonl": [trace], "prefs.jsonl": prefs, "sft.jsonl": [sft]}
 
 
 async def revise(items: list[PromptItem], reviser: Reviser, out: Path, *, concurrency: int = 8,
-                 progress: bool | None = None) -> StageResult:
+                 progress: bool | None = None, session: Session | None = None) -> StageResult:
     """Run critique-and-revise over prompts into `out`, skipping those already done there."""
     config = {**reviser.provenance(), "rounds": reviser.rounds, "principle": reviser.principle,
               "templates": reviser.templates.hashes(*TEMPLATES),
@@ -183,5 +185,22 @@ async def revise(items: list[PromptItem], reviser: Reviser, out: Path, *, concur
         "revise", items, reviser.run_one, out=out, files=FILES,
         clients=[reviser.policy, reviser.critic], concurrency=concurrency, config=config,
         describe=lambda item: {"prompt": messages_to_dicts(list(item.messages))},
-        progress=progress,
+        progress=progress, session=session,
     )
+
+
+async def try_prompt(prompt: str, constitutions: Sequence[Constitution], policy: Client,
+                     critic: Client, templates: Templates, *, rounds: int = 1, seed: int = 0,
+                     principle: str | None = None) -> list[list[dict[str, Any]]]:
+    """Critique and revise one prompt under each constitution, on the same seed; return each
+    run's steps (initial answer, then each critique and revision), for `cai try`."""
+    conversation = (Message("user", prompt),)
+    item = PromptItem(prompt_id(conversation), conversation, 0)
+    traces = []
+    for c in constitutions:
+        if principle:
+            c.principle(principle)  # an unknown id is an error naming the known ones
+        reviser = Reviser(c, policy, critic, templates, rounds=rounds, seed=seed,
+                          principle=principle)
+        traces.append((await reviser.run_one(item))["trace.jsonl"][0]["steps"])
+    return traces

@@ -1,44 +1,25 @@
-"""How one command's run is set up: its clients share one cache, one budget and one price
-table, and a dry run swaps every backend for an estimator that sends nothing."""
+"""One command's models: its clients share one cache, one budget and one price table; a dry
+run swaps every backend for an estimator that sends nothing; in batch mode, cache misses are
+queued for the provider's batch API and submitted when a stage ends."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cai.backends import load_backend, split_urls
-from cai.backends.base import Backend
-from cai.budget import Budget, load_prices, price_of
-from cai.cache import ResponseCache
-from cai.chat import Completion, Message, Sampling, Usage
-from cai.client import Client, Limits, estimate_tokens
 from cai.errors import CaiError
-
-
-class DryRunBackend(Backend):
-    """Answers every request with a reply of max_tokens tokens, and sends nothing.
-
-    Token counts use the same four-characters-a-token estimate as the rate limiter, and
-    outputs are taken at their max_tokens bound, so a dry run errs towards the high side.
-    """
-
-    def __init__(self, real: Backend):
-        self.spec = real.spec
-        self.default_sampling = real.default_sampling
-        self.supports_logprobs = real.supports_logprobs
-        self.max_top_logprobs = real.max_top_logprobs
-
-    async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
-        text = ("word " * sampling.max_tokens)[: 4 * sampling.max_tokens]
-        return Completion(text, "length", Usage(estimate_tokens(messages), sampling.max_tokens),
-                          self.spec)
+from cai.models.backends.dryrun import DryRunBackend
+from cai.models.budget import Budget, load_prices, price_of
+from cai.models.cache import ResponseCache
+from cai.models.client import Client, Limits
+from cai.models.registry import load_backend, split_urls
 
 
 @dataclass
-class RunSettings:
-    """The options every model-calling command shares, parsed once."""
+class Session:
+    """The options every model-calling command shares, and the clients made from them."""
 
     base_urls: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
@@ -50,6 +31,11 @@ class RunSettings:
     batch: bool = False
     _cache: ResponseCache | None = None
     clients: list[Client] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.batch and self.dry_run:
+            raise CaiError("--batch and --dry-run do not go together; dry-run first, then "
+                           "submit with --batch")
 
     def cache(self) -> ResponseCache | None:
         if self.dry_run or not (self.use_cache or self.batch):
@@ -64,8 +50,7 @@ class RunSettings:
             if c.spec == spec:
                 return c
         backend = load_backend(spec, base_urls=split_urls(self.base_urls), logprobs=logprobs,
-                               concurrency=self.limits.concurrency,
-                               lazy=self.dry_run)
+                               concurrency=self.limits.concurrency, lazy=self.dry_run)
         price = price_of(backend.spec, load_prices(self.prices_file))
         if price is None and self.budget.max_cost is not None:
             raise CaiError(f"no price known for '{spec}', so --max-cost cannot be kept; add it "
@@ -79,6 +64,20 @@ class RunSettings:
                         price=price, defer=self.batch)
         self.clients.append(client)
         return client
+
+    def target(self, out: Path) -> Path:
+        """Where a stage writes: `out`, or for a dry run a folder beside it, never into it."""
+        return out.parent / (out.name + ".dry-run") if self.dry_run else out
+
+    async def end_stage(self, out: Path, summary: dict[str, Any]) -> None:
+        """After a stage: submit what batch mode queued, or drop a dry run's scratch folder."""
+        if self.batch:
+            from cai.models.provider_batch import submit_pending
+
+            summary["batches_submitted"] = await submit_pending(self.clients, out)
+        if self.dry_run:
+            shutil.rmtree(self.target(out), ignore_errors=True)
+            summary["dry_run"] = dry_run_report(summary)
 
     async def close(self) -> None:
         for c in self.clients:
@@ -99,8 +98,3 @@ def dry_run_report(summary: dict[str, Any]) -> dict[str, Any]:
         "note": "outputs counted at their max_tokens bound; tokens estimated at 4 characters "
                 "each",
     }
-
-
-def dry_run_out(out: Path) -> Path:
-    """Where a dry run writes: beside the real output, never into it."""
-    return out.parent / (out.name + ".dry-run")

@@ -14,19 +14,25 @@ class Backend:
 
     Capabilities are class attributes, so callers branch on what a backend can do, never on
     which class it is. Retries, rate limits, caching and concurrency are not a backend's job:
-    `cai.client.Client` wraps every backend with them.
+    `cai.models.client.Client` wraps every backend with them.
     """
 
     spec: str = ""  # the model spec it was made from, e.g. "openai:gpt-4o-mini"
     supports_logprobs: bool = False
     max_top_logprobs: int = 0  # providers cap the alternatives per token (OpenAI: 20)
     default_sampling: Sampling = Sampling()
+    base_url: str | None = None  # the server it talks to, for HTTP backends (the first replica)
 
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
         raise NotImplementedError  # each backend overrides this one method
 
     async def aclose(self) -> None:
         """Release connections, threads or models."""
+
+
+def estimate_tokens(messages: Sequence[Message]) -> int:
+    """A tokenizer-free estimate: about four characters a token, plus a little per message."""
+    return sum(len(m.content) // 4 + 4 for m in messages)
 
 
 def status_error(status: int, message: str, headers: object = None) -> BackendError:

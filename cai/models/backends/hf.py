@@ -1,9 +1,9 @@
 """`hf:FOLDER`: a transformers checkpoint run in-process, such as one `cai train` wrote.
 
 The folder may hold a full model or a LoRA adapter (loaded onto its base and merged);
-`hf:local` is the embedded SmolLM2 converted by `cai.checkpoints.local_checkpoint`.
+`hf:local` is the embedded SmolLM2 converted by `cai.training.checkpoints.local_checkpoint`.
 
-Requests that arrive together are answered together (`cai.backends.batching`): whatever is
+Requests that arrive together are answered together (`cai.models.backends.gather`): whatever is
 waiting each time the model is free runs as left-padded `generate` batches, one per sampling
 setting, in a single worker thread, so many concurrent callers cost little more than one.
 """
@@ -14,18 +14,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cai.backends.base import Backend
-from cai.backends.batching import Batcher, Request
-from cai.backends.local import LOCAL_SAMPLING, MODEL_NAME
 from cai.chat import Completion, Message, Sampling, Usage, messages_to_dicts
-from cai.checkpoints import (
+from cai.errors import BackendError, CaiError
+from cai.models.backends.base import Backend
+from cai.models.backends.gather import Batcher, Request
+from cai.models.embedded import LOCAL_SAMPLING, MODEL_NAME
+from cai.training.checkpoints import (
     from_embedded,
     load_causal_lm,
     load_tokenizer,
+    local_checkpoint,
     need_training_extra,
     resolve_model,
 )
-from cai.errors import BackendError, CaiError
 
 MAX_BATCH = 32
 
@@ -87,6 +88,12 @@ class HFBackend(Backend):
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
         return await self._batcher.submit(messages, sampling)
 
+    def generate_all(self, requests: list[Request]) -> list[Completion]:
+        """Answer requests without an event loop, in the batches `complete` would make of
+        them all arriving at once; for code that runs outside one, such as training."""
+        return [c for start in range(0, len(requests), self.max_batch)
+                for c in self._run(requests[start:start + self.max_batch])]
+
     def _run(self, batch: list[Request]) -> list[Completion]:
         """Answer a gathered batch: one `generate` call per sampling setting, in order."""
         groups: dict[Sampling, list[int]] = {}
@@ -107,8 +114,6 @@ class HFBackend(Backend):
     def _model(self) -> tuple[Any, Any]:
         if self._loaded is None:
             import torch
-
-            from cai.checkpoints import local_checkpoint
 
             folder = self.folder or local_checkpoint()
             _check_generative(folder)
@@ -158,9 +163,12 @@ class HFBackend(Backend):
                           usage=Usage(int(prompt_tokens), len(generated)),
                           model=self.model_name)
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
         self._batcher.close()
         self._loaded = None
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 def _stop_ids(model: Any, tokenizer: Any) -> set[int]:

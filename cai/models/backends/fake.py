@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cai.backends.base import Backend
 from cai.chat import Completion, Message, Sampling, Usage
+from cai.models.backends.base import Backend
 
 
 class FakeBackend(Backend):

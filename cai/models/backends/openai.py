@@ -1,6 +1,6 @@
 """`openai:MODEL`: OpenAI's API and every OpenAI-compatible server (vLLM, llama.cpp, Ollama).
 
-The SDK's own retries are off (`max_retries=0`): `cai.client.Client` retries in one place, so
+The SDK's own retries are off (`max_retries=0`): `cai.models.client.Client` retries in one place, so
 attempts do not multiply. Several base URLs spread requests over replicas, round robin.
 
 Client CPU matters when many fast replicas answer (measured in benchmarks/): requests go through
@@ -18,9 +18,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from cai.backends.base import Backend, redact, sdk_error
 from cai.chat import Completion, Message, Sampling, TokenLogprob, Usage
 from cai.errors import BackendError, CaiError
+from cai.models.backends.base import Backend, redact, sdk_error
 
 KEY_VARIABLE = "OPENAI_API_KEY"
 MAX_TOP_LOGPROBS = 20  # OpenAI's cap on alternatives per token
@@ -87,6 +87,7 @@ class OpenAIBackend(Backend):
 
         self.spec = f"openai:{model}"
         self.model = model
+        self.base_url = base_urls[0] if base_urls else None
         key = api_key or os.environ.get(KEY_VARIABLE)
         if not key:
             if not base_urls:
@@ -105,7 +106,6 @@ class OpenAIBackend(Backend):
             for url in (base_urls or [None])  # type: ignore[list-item]
         ]
         self._next = itertools.cycle(self._clients)
-        self.sdk = self._clients[0]  # the first replica's SDK client; `cai.batch` uses it
 
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
         import openai

@@ -13,17 +13,20 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cai.chat import Message, messages_to_dicts
 from cai.errors import InputError
 from cai.inputs import prompt_id
-from cai.judge import Judge, conversation_of, reply_text
-from cai.records import read_jsonl, write_json
-from cai.runner import StageResult, run_stage
+from cai.records import conversation_of, read_jsonl, reply_text, write_json
+from cai.stages.judge import Judge
+from cai.stages.stage import StageResult, run_stage
 
 HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 FILES = ("judgements.jsonl",)
+
+if TYPE_CHECKING:
+    from cai.models.session import Session
 
 
 @dataclass(frozen=True)
@@ -72,13 +75,15 @@ def read_gold(path: Path) -> list[GoldPair]:
 
 
 async def judge_gold(pairs: list[GoldPair], judge: Judge, out: Path, *, concurrency: int = 8,
-                     progress: bool | None = None) -> StageResult:
-    """Judge each gold pair in both orders into `out/judgements.jsonl`, then report."""
+                     progress: bool | None = None,
+                     session: Session | None = None) -> StageResult:
+    """Judge each gold pair in both orders into `out/judgements.jsonl`, then report into
+    report.json and report.md; the report is also the result's `report`."""
 
     async def work(pair: GoldPair) -> dict[str, list[dict[str, Any]]]:
         chosen_is_x = random.Random(f"{judge.settings.seed}:{pair.id}").random() < 0.5
         x, y = (pair.chosen, pair.rejected) if chosen_is_x else (pair.rejected, pair.chosen)
-        c = await judge.compare(pair.messages, x, y, pair.id)
+        c = (await judge.compare(pair.messages, x, y, pair.id)).to_dict()
         return {"judgements.jsonl": [{
             "id": pair.id, "prompt": messages_to_dicts(list(pair.messages)),
             "human_x": int(chosen_is_x), "p_x": c["p_x"],
@@ -86,17 +91,21 @@ async def judge_gold(pairs: list[GoldPair], judge: Judge, out: Path, *, concurre
 
     config = {"judge": judge.client.spec, "template": judge.template,
               "constitution": judge.constitution.provenance if judge.constitution else None,
-              "verdict_path": "logprobs" if judge.use_logprobs else "text"}
+              "verdict_path": judge.verdict_path}
+    report: dict[str, Any] = {}
+
+    def summarize(folder: Path) -> dict[str, Any]:
+        report.update(agreement_report(list(read_jsonl(folder / "judgements.jsonl")),
+                                       seed=judge.settings.seed),
+                      judge=judge.client.spec, config=config)
+        write_json(folder / "report.json", report)
+        (folder / "report.md").write_text(report_markdown(report), encoding="utf-8")
+        return {"report": {k: report[k] for k in ("n", "accuracy", "kappa", "ece")}}
+
     result = await run_stage("eval-judge", pairs, work, out=out, files=FILES,
                              clients=[judge.client], concurrency=concurrency, config=config,
-                             progress=progress)
-    report = agreement_report(list(read_jsonl(out / "judgements.jsonl")),
-                              seed=judge.settings.seed)
-    report["judge"] = judge.client.spec
-    report["config"] = config
-    write_json(out / "report.json", report)
-    (out / "report.md").write_text(report_markdown(report), encoding="utf-8")
-    result.summary["report"] = {k: report[k] for k in ("n", "accuracy", "kappa", "ece")}
+                             progress=progress, summarize=summarize, session=session)
+    result.report = report or None
     return result
 
 

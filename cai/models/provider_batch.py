@@ -25,13 +25,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cai.backends.anthropic import message_completion, request_params
-from cai.backends.base import redact
-from cai.backends.openai import chat_completion, request_body
-from cai.cache import ResponseCache
 from cai.chat import Completion, Message, Sampling
-from cai.client import Client
 from cai.errors import BackendError, CaiError
+from cai.models.backends.anthropic import message_completion, request_params
+from cai.models.backends.base import redact
+from cai.models.backends.openai import chat_completion, request_body
+from cai.models.cache import ResponseCache
+from cai.models.client import Client
 from cai.records import write_json
 
 STATE = "batches.json"
@@ -40,8 +40,8 @@ STATE = "batches.json"
 TALLIED = ("succeeded", "errored", "requeued", "tokens_in", "tokens_out")
 OPENAI_ENDPOINT = "/v1/chat/completions"
 # Uploads and status reads are safe to repeat, so they get the SDK's retries; creating a
-# batch is not (a retry after a lost reply would pay for the same requests twice), so it
-# goes through the backend's client, whose retries are off.
+# batch is not (a retry after a lost reply would pay for the same requests twice), so it is
+# sent with retries off.
 SAFE_RETRIES = 3
 
 
@@ -143,8 +143,9 @@ class OpenAIBatches:
         data = b"".join(line for _, line in group)
         upload = await self.sdk.with_options(max_retries=SAFE_RETRIES).files.create(
             file=("requests.jsonl", data, "application/jsonl"), purpose="batch")
-        batch = await self.sdk.batches.create(input_file_id=upload.id, endpoint=OPENAI_ENDPOINT,
-                                              completion_window="24h")
+        create = self.sdk.with_options(max_retries=0).batches.create
+        batch = await create(input_file_id=upload.id, endpoint=OPENAI_ENDPOINT,
+                             completion_window="24h")
         return {"id": batch.id, "status": batch.status, "input_file_id": upload.id}
 
     async def refresh(self, record: dict[str, Any]) -> bool:
@@ -192,7 +193,8 @@ class AnthropicBatches:
         return len(json.dumps(entry[1], ensure_ascii=False).encode()) + 2  # and a separator
 
     async def submit(self, group: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-        batch = await self.sdk.messages.batches.create(requests=[r for _, r in group])
+        create = self.sdk.with_options(max_retries=0).messages.batches.create
+        batch = await create(requests=[r for _, r in group])
         return {"id": batch.id, "status": batch.processing_status}
 
     async def refresh(self, record: dict[str, Any]) -> bool:
@@ -211,12 +213,12 @@ PROVIDERS: dict[str, type[OpenAIBatches] | type[AnthropicBatches]] = {
     "openai": OpenAIBatches, "anthropic": AnthropicBatches}
 
 
-def _provider_of(spec: str) -> str:
-    kind = spec.partition(":")[0]
-    if kind not in PROVIDERS:
-        raise CaiError(f"--batch needs an openai: or anthropic: model; '{spec}' has no batch "
-                       "API. Run without --batch.")
-    return kind
+def _provider_of(client: Client) -> str:
+    api = client.kind.batch_api
+    if api is None:
+        raise CaiError(f"--batch needs an openai: or anthropic: model; '{client.spec}' has no "
+                       "batch API. Run without --batch.")
+    return api
 
 
 def load_state(out: Path) -> dict[str, Any]:
@@ -236,38 +238,38 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-async def submit_pending(clients: Sequence[Client], out: Path, console: Any) -> list[str]:
-    """Submit every client's queued requests to its provider's batch API; return batch ids."""
+async def submit_pending(clients: Sequence[Client], out: Path) -> dict[str, Any]:
+    """Submit every client's queued requests to its provider's batch API.
+
+    Returns the batch ids, the requests sent, and per model the requests left out because a
+    batch not collected yet holds them already.
+    """
     queued = [c for c in clients if c.pending]
     for c in queued:  # check them all before anything is sent
-        _provider_of(c.spec)
+        _provider_of(c)
         if c.cache is None:
             raise CaiError("--batch needs the response cache: results are collected into it")
     state = load_state(out)
     in_flight = {k for b in state["batches"] if not b["collected"] for k in b["custom_ids"]}
-    ids: list[str] = []
-    sent = 0
-    for client in queued:
-        fresh = {k: v for k, v in client.pending.items() if k not in in_flight}
-        if len(fresh) < len(client.pending):
-            console.print(f"{len(client.pending) - len(fresh)} requests for {client.spec} are "
-                          "in a batch not collected yet; not sent again")
-        ids += await _submit_client(client, fresh, out, state)
-        sent += len(fresh)
-        client.pending.clear()
-    if ids:
-        console.print(f"submitted {sent} requests in {len(ids)} batch(es): {', '.join(ids)} -> "
-                      f"{out / STATE}\n"
-                      f"next: `cai batch status --out {out}`; when they are done, `cai batch "
-                      f"collect --out {out}`, then rerun this command with --batch",
-                      highlight=False, markup=False)
-    return ids
+    report: dict[str, Any] = {"ids": [], "sent": 0, "in_flight": {}}
+    connections = _Connections()
+    try:
+        for client in queued:
+            fresh = {k: v for k, v in client.pending.items() if k not in in_flight}
+            if len(fresh) < len(client.pending):
+                report["in_flight"][client.spec] = len(client.pending) - len(fresh)
+            report["ids"] += await _submit_client(client, fresh, out, state, connections)
+            report["sent"] += len(fresh)
+            client.pending.clear()
+    finally:
+        await connections.aclose()
+    return report
 
 
-async def _submit_client(client: Client, pending: Pending, out: Path,
-                         state: dict[str, Any]) -> list[str]:
-    kind = _provider_of(client.spec)
-    provider = PROVIDERS[kind](client.backend.sdk)  # type: ignore[attr-defined]
+async def _submit_client(client: Client, pending: Pending, out: Path, state: dict[str, Any],
+                         connections: _Connections) -> list[str]:
+    kind = _provider_of(client)
+    provider = connections.provider({"provider": kind, "base_url": client.base_url})
     model = client.spec.partition(":")[2]
     entries: list[tuple[str, Any]] = provider.entries(model, pending)
     ids = []
@@ -312,7 +314,7 @@ class _Connections:
         cls = PROVIDERS[kind]
         if (kind, url) not in self._made:
             key = os.environ.get(cls.key_variable)
-            if not key and ("api.openai.com" in url or "api.anthropic.com" in url):
+            if not key and (not url or "api.openai.com" in url or "api.anthropic.com" in url):
                 raise CaiError(f"{cls.key_variable} is not set; export it to reach {kind}")
             self._made[kind, url] = cls.connect(url, key or "unused")  # stand-ins take any
         return cls(self._made[kind, url])

@@ -1,0 +1,1 @@
+"""Evaluations: a judge measured against human labels (calibration)."""

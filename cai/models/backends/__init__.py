@@ -1,0 +1,1 @@
+"""Model backends: each implements one async method, `Backend.complete` (base.py)."""

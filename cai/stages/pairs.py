@@ -1,0 +1,225 @@
+"""The judge stage (`cai judge`): every pair of a prompt's responses judged in both orders,
+written as TRL preference pairs with soft labels, with the judge's own figures beside them."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cai.chat import Message, messages_to_dicts
+from cai.errors import InputError
+from cai.inputs import prompt_id
+from cai.records import assistant, conversation_of, read_jsonl, reply_text
+from cai.stages.judge import Comparison, Judge, PrincipleJudgement
+from cai.stages.stage import StageResult, run_stage
+from cai.stages.verdict import margin
+
+if TYPE_CHECKING:
+    from cai.models.session import Session
+
+
+def pair_indices(n: int) -> list[tuple[int, int]]:
+    return list(itertools.combinations(range(n), 2))
+
+
+def pair_record(base: dict[str, Any], x: str, y: str, comparison: Comparison,
+                length_ratio: float) -> dict[str, Any]:
+    """The TRL preference row for one judged pair, with its provenance beside it."""
+    p_x = comparison.p_x
+    if p_x is None:
+        raise ValueError("an unjudged comparison makes no preference pair")
+    x_wins = p_x >= 0.5
+    chosen, rejected = (x, y) if x_wins else (y, x)
+    p_chosen = p_x if x_wins else 1 - p_x
+    judgements = comparison.judgements
+    longer_chars = max(len(chosen), len(rejected))
+    shorter_chars = max(1, min(len(chosen), len(rejected)))
+    return {
+        **base,
+        "chosen": assistant(chosen),
+        "rejected": assistant(rejected),
+        "soft_label": round(p_chosen, 6),
+        "margin": round(margin(p_x), 6),
+        "single_order": [single_orders(j, x_wins) for j in judgements],
+        "orders_agree": all(j.agree for j in judgements if j.agree is not None),
+        "principles": [j.principle for j in judgements],
+        "chosen_length": len(chosen),
+        "rejected_length": len(rejected),
+        "longer_won": len(chosen) > len(rejected),
+        "length_flag": len(chosen) > len(rejected)
+        and longer_chars / shorter_chars >= length_ratio,
+    }
+
+
+def single_orders(j: PrincipleJudgement, x_wins: bool) -> dict[str, Any]:
+    """P(chosen better) as judged with the chosen response shown first, then second."""
+    xy, yx = j.x_first.verdict.p_first, j.x_second.verdict.p_first
+    p_x_shown_first = xy
+    p_x_shown_second = None if yx is None else 1 - yx
+    if x_wins:
+        first, second = p_x_shown_first, p_x_shown_second
+    else:
+        first = None if p_x_shown_second is None else 1 - p_x_shown_second
+        second = None if p_x_shown_first is None else 1 - p_x_shown_first
+    return {"principle": j.principle, "chosen_first": first, "chosen_second": second}
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One prompt and the responses to rank; `source_chosen` is the index a pair file preferred."""
+
+    id: str
+    messages: tuple[Message, ...]
+    responses: tuple[str, ...]
+    source_chosen: int | None = None
+
+
+def read_candidates(path: Path) -> list[Candidates]:
+    """Read `cai sample` output (prompt, responses) or preference pairs (prompt, chosen,
+    rejected), e.g. the (revision, initial) pairs of `cai revise`."""
+    items = []
+    for line, r in enumerate(read_jsonl(path), start=1):
+        try:
+            messages = conversation_of(r["prompt"])
+            if "responses" in r:
+                responses = tuple(reply_text(x) for x in r["responses"])
+                source = None
+            else:
+                responses = (reply_text(r["chosen"]), reply_text(r["rejected"]))
+                source = 0
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(path, line, f"expected 'prompt' with 'responses' (from cai sample) "
+                             f"or 'chosen' and 'rejected' (a preference file); {e}") from None
+        rid = str(r.get("id") or prompt_id(messages))
+        items.append(Candidates(rid, messages, responses, source))
+    if not items:
+        raise InputError(path, None, "no records in the file")
+    return items
+
+
+@dataclass(frozen=True)
+class PairSettings:
+    pairs: str = "all"  # "all": every pair; "best-worst": the best against the worst
+    min_margin: float = 0.1
+    length_ratio: float = 1.5  # flag a chosen response this many times longer
+
+
+FILES = ("prefs.jsonl", "low_margin.jsonl", "unjudged.jsonl", "comparisons.jsonl")
+
+
+async def judge_one(judge: Judge, item: Candidates, pairs: PairSettings) -> dict[str, list]:
+    """Judge one prompt's responses; return its records for each output file."""
+    comparisons: list[tuple[tuple[int, int], Comparison]] = []
+    for i, j in pair_indices(len(item.responses)):
+        if item.responses[i].strip() == item.responses[j].strip():
+            continue  # identical responses are no preference
+        c = await judge.compare(item.messages, item.responses[i], item.responses[j],
+                                f"{item.id}:{i}-{j}")
+        comparisons.append(((i, j), c))
+    chosen_pairs = comparisons
+    if pairs.pairs == "best-worst" and len(item.responses) > 2:
+        chosen_pairs = _best_worst(comparisons, len(item.responses))
+    base = {"id": item.id, "prompt": messages_to_dicts(list(item.messages)),
+            "judge": judge.client.spec,
+            "constitution": judge.constitution.provenance if judge.constitution else None}
+    out: dict[str, list] = {name: [] for name in FILES}
+    for (i, j), c in chosen_pairs:
+        if c.p_x is None:
+            out["unjudged.jsonl"].append({**base, "pair": [i, j],
+                                          "reason": "no principle had both orders parsed",
+                                          "judgements": c.to_dict()["judgements"]})
+            continue
+        row = pair_record({**base, "pair_id": f"{item.id}:{i}-{j}"}, item.responses[i],
+                          item.responses[j], c, pairs.length_ratio)
+        if item.source_chosen is not None:
+            row["agrees_with_source"] = (c.p_x >= 0.5) == (item.source_chosen == i)
+        target = "prefs.jsonl" if row["margin"] >= pairs.min_margin else "low_margin.jsonl"
+        out[target].append(row)
+    out["comparisons.jsonl"].append({**base, "comparisons": [
+        {"pair": [i, j], **c.to_dict()} for (i, j), c in comparisons]})
+    return out
+
+
+def _best_worst(comparisons: list[tuple[tuple[int, int], Comparison]],
+                n: int) -> list[tuple[tuple[int, int], Comparison]]:
+    """Keep the comparison of the best- against the worst-scoring response, by mean P(win)."""
+    wins: dict[int, list[float]] = {k: [] for k in range(n)}
+    for (i, j), c in comparisons:
+        if c.p_x is not None:
+            wins[i].append(c.p_x)
+            wins[j].append(1 - c.p_x)
+    scores = {k: sum(v) / len(v) for k, v in wins.items() if v}
+    if len(scores) < 2:
+        return []
+    best, worst = max(scores, key=scores.get), min(scores, key=scores.get)  # type: ignore[arg-type]
+    return [(pair, c) for pair, c in comparisons if set(pair) == {best, worst}]
+
+
+def judge_stats(out: Path) -> dict[str, Any]:
+    """The judge's own figures over everything in `out`, resumed runs included."""
+    orders = flips = agreements = unparsed = failed = 0
+    for record in read_jsonl(out / "comparisons.jsonl"):
+        for c in record["comparisons"]:
+            for j in c["judgements"]:
+                for order in (j["x_first"], j["x_second"]):
+                    orders += 1
+                    unparsed += order["status"] == "unparsed"
+                    failed += order["status"] == "failed"
+                if j["agree"] is not None:
+                    agreements += 1
+                    flips += not j["agree"]
+    rows = [r for name in ("prefs.jsonl", "low_margin.jsonl") if (out / name).exists()
+            for r in read_jsonl(out / name)]
+    unequal = [r for r in rows if r["chosen_length"] != r["rejected_length"]]
+    histogram = [0] * 10
+    for r in rows:
+        histogram[min(int(r["margin"] * 10), 9)] += 1
+    sourced = [r["agrees_with_source"] for r in rows if "agrees_with_source" in r]
+    return {
+        "pairs": len(rows),
+        "orders_judged": orders,
+        "unparsed_orders": unparsed,
+        "failed_orders": failed,
+        "position_flip_rate": round(flips / agreements, 4) if agreements else None,
+        "longer_won_share": round(sum(r["longer_won"] for r in unequal) / len(unequal), 4)
+        if unequal else None,
+        "length_flagged": sum(r["length_flag"] for r in rows),
+        "margin_histogram": {f"{k / 10:.1f}-{(k + 1) / 10:.1f}": n
+                             for k, n in enumerate(histogram)},
+        "agreement_with_source": round(sum(sourced) / len(sourced), 4) if sourced else None,
+    }
+
+
+async def judge_file(items: list[Candidates], judge: Judge, out: Path, *,
+                     pairs: PairSettings = PairSettings(), concurrency: int = 8,
+                     progress: bool | None = None, session: Session | None = None,
+                     calibrate: Path | None = None) -> StageResult:
+    """Judge every prompt's responses into `out`, skipping prompts already done there.
+
+    With `calibrate`, the judge is first measured on those human-labelled pairs, into
+    `out/calibration/`, and its figures go into the summary too.
+    """
+    calibration = None
+    if calibrate is not None:
+        from cai.evals.calibration import judge_gold, read_gold
+
+        calibration = (await judge_gold(read_gold(calibrate), judge, out / "calibration",
+                                        concurrency=concurrency, progress=progress,
+                                        session=session)).report
+    config = {"judge": judge.client.spec, "settings": asdict(judge.settings),
+              "pairs": asdict(pairs), "template": judge.template,
+              "templates": judge.templates.hashes(judge.template, "_judge_data"),
+              "verdict_path": judge.verdict_path,
+              "constitution": judge.constitution.provenance if judge.constitution else None}
+
+    async def work(item: Candidates) -> dict[str, list]:
+        return await judge_one(judge, item, pairs)
+
+    def summarize(folder: Path) -> dict[str, Any]:
+        return {"judge": judge_stats(folder), "calibration": calibration}
+
+    return await run_stage("judge", items, work, out=out, files=FILES, clients=[judge.client],
+                           concurrency=concurrency, config=config, progress=progress,
+                           summarize=summarize, session=session)

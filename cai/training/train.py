@@ -1,0 +1,159 @@
+"""Training with TRL on cai's data: SFT on revisions, DPO on judged pairs, reward models.
+
+A run reads records in TRL's formats (provenance beside them), splits held-out prompts off,
+trains with SFTTrainer, DPOTrainer or RewardTrainer, and leaves in `--out` itself the model or
+LoRA adapter, tokenizer and chat template, a model card (README.md), train_summary.json,
+heldout.jsonl and the trained model's heldout_answers.jsonl.
+
+Nothing assumes one process: under `accelerate launch` every rank trains and only the main one
+writes the extra files.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cai.chat import Sampling
+from cai.errors import CaiError
+from cai.models.embedded import LOCAL_SAMPLING
+from cai.records import write_json, write_jsonl
+from cai.training import card, checkpoints
+from cai.training.config import lora_config, read_config, trl_args
+from cai.training.data import Split, prompt_key, read_rows, split_heldout, to_dataset
+from cai.training.dpo import soft_label_dpo_trainer
+
+
+def train(kind: str, data: Sequence[Path], model: str, out: Path, *, lora: bool = False,
+          config: Path | None = None, merge: bool = False, eval_fraction: float = 0.1,
+          min_margin: float = 0.0, answer_sampling: Sampling | None = None,
+          callbacks: Sequence[Any] = ()) -> dict[str, Any] | None:
+    """Train `model` on `data` into `out`; return the run summary (train_summary.json).
+
+    Under `accelerate launch` only the main process writes the files and gets the summary;
+    the others return None.
+    """
+    started = time.monotonic()
+    if merge and (not lora or kind == "reward"):
+        raise CaiError("--merge merges a LoRA adapter into its base: it needs --lora, and "
+                       "applies to sft and dpo")
+    settings = read_config(config)
+    rows, dropped = read_rows(data, kind, min_margin)
+    split = split_heldout(rows, eval_fraction)
+    args, trl_settings = trl_args(kind, out, lora, settings)
+    peft, lora_settings = lora_config(kind, settings) if lora else (None, None)
+    with args.main_process_first(desc="preparing the model"):  # one process converts `local`
+        start = checkpoints.resolve_model(model)
+    fit = _fit(kind, start, split, args, peft, callbacks)
+    gc.collect()
+    soft_labels_used = fit.pop("soft_labels_used")
+    if not fit.pop("main"):
+        return None
+    notes = [split.note] if split.note else []
+    if kind == "dpo" and not soft_labels_used and any("soft_label" in r for r in rows):
+        notes.append("soft labels not used: they apply to the sigmoid loss only, and this "
+                     "run's trl: settings choose another")
+    summary = {
+        "kind": kind, "model": model, "start": str(start),
+        "from_embedded": checkpoints.from_embedded(start), "method": "lora" if lora else "full",
+        "merged": merge, "data": [card.file_info(p) for p in data], "rows": len(rows),
+        "dropped_low_margin": dropped, "min_margin": min_margin, "train_rows": len(split.train),
+        "heldout_rows": len(split.heldout), "notes": notes,
+        "constitutions": card.constitutions(rows),
+        **fit, "trl": trl_settings, "lora": lora_settings, "versions": _versions(),
+    }
+    if kind == "dpo" and split.heldout:
+        summary["implicit_reward_accuracy"] = fit["heldout"].get("eval_rewards/accuracies")
+    if merge:
+        checkpoints.merge_adapter(out)
+    _write_results(out, summary, split.heldout, answer_sampling)
+    summary["wall_seconds"] = round(time.monotonic() - started, 1)
+    write_json(out / "train_summary.json", summary)
+    (out / "README.md").write_text(card.model_card(summary), encoding="utf-8")
+    return summary
+
+
+def _write_results(out: Path, summary: dict[str, Any], heldout: list[dict[str, Any]],
+                   sampling: Sampling | None) -> None:
+    """The held-out rows, and the trained model's answers to their prompts."""
+    write_jsonl(out / "heldout.jsonl", heldout)
+    if summary["kind"] != "reward" and heldout:  # a reward model scores answers, writes none
+        prompts = list({prompt_key(r): r for r in heldout}.values())
+        default = LOCAL_SAMPLING if summary["from_embedded"] else Sampling()
+        summary["heldout_answers"] = card.write_answers(
+            out, prompts, sampling or default.with_(seed=0))
+
+
+def _fit(kind: str, start: Path, split: Split, args: Any, peft: Any,
+         callbacks: Sequence[Any]) -> dict[str, Any]:
+    """Train and save; return what the summary needs, so that the trainer can be let go."""
+    tokenizer = checkpoints.load_tokenizer(start)
+    policy = checkpoints.load_policy(kind, start, peft is not None)
+    trainer = make_trainer(kind, policy, tokenizer, split, args, peft, callbacks)
+    trainer.train()
+    metrics = trainer.evaluate() if split.heldout else {}
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if peft is not None:
+        # `hf:` finds the adapter's base through this: the folder training started from, which
+        # may be an adapter itself (its own base merged in before this one was made).
+        model.peft_config["default"].base_model_name_or_path = str(start)
+    trainer.save_model(args.output_dir)  # every rank: FSDP and ZeRO-3 gather the weights here
+    params = list(model.parameters())
+    return {
+        "steps": trainer.state.global_step,
+        "losses": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history
+                   if "loss" in e],
+        "heldout": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        "example": first_example(trainer.train_dataset, kind, tokenizer),
+        "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+        "parameters": sum(p.numel() for p in params),
+        "processes": trainer.accelerator.num_processes, "main": trainer.is_world_process_zero(),
+        "soft_labels_used": bool(getattr(trainer, "uses_soft_labels", False)),
+    }
+
+
+def make_trainer(kind: str, policy: Any, tokenizer: Any, split: Split, args: Any, peft: Any,
+                 callbacks: Sequence[Any] = ()) -> Any:
+    """The TRL trainer for `kind`, with the held-out rows as its evaluation set."""
+    import copy
+
+    from trl import RewardTrainer, SFTTrainer
+
+    common = {"model": policy, "args": args, "train_dataset": to_dataset(split.train, kind),
+              "eval_dataset": to_dataset(split.heldout, kind) if split.heldout else None,
+              "processing_class": tokenizer, "peft_config": peft, "callbacks": list(callbacks)}
+    if kind == "sft":
+        return SFTTrainer(**common)
+    if kind == "reward":
+        return RewardTrainer(**common)
+    ref = None  # with LoRA the reference is the base model, adapters switched off
+    if peft is None:
+        # A frozen copy of the starting weights, made here: left alone, TRL would load the
+        # reference again from the path in the model's config, which need not hold them (a
+        # merged adapter, or a folder written to since).
+        ref = copy.deepcopy(policy).eval().requires_grad_(False)
+    return soft_label_dpo_trainer()(ref_model=ref, **common)
+
+
+def first_example(dataset: Any, kind: str, tokenizer: Any) -> dict[str, str]:
+    """The first training example as the model sees it: the prompt the chat template made
+    (with any system prompt it adds) and the tokens the loss is taken on."""
+    row = dataset[0]
+    decode = tokenizer.decode
+    if kind == "sft":  # labels are the input ids, with -100 where no loss is taken
+        pairs = list(zip(row["input_ids"], row.get("labels") or row["input_ids"], strict=True))
+        return {"prompt": decode([t for t, label in pairs if label == -100]),
+                "trained_on": decode([t for t, label in pairs if label != -100])}
+    if kind == "dpo":
+        return {"prompt": decode(row["prompt_ids"]), "chosen": decode(row["chosen_ids"]),
+                "rejected": decode(row["rejected_ids"])}
+    return {"chosen": decode(row["chosen_ids"]), "rejected": decode(row["rejected_ids"])}
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    return {p: metadata.version(p) for p in ("torch", "transformers", "trl", "peft")}
