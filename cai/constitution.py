@@ -31,7 +31,8 @@ from typing import Any
 
 import yaml
 
-from cai.errors import CaiError
+from cai.errors import CaiError, InputError
+from cai.records import read_text
 
 TOP_KEYS = {"name", "version", "description", "system_prompt", "examples", "principles"}
 REQUIRED_TOP = ("name", "version", "description", "principles")
@@ -103,9 +104,9 @@ def load_constitution(path: str | Path) -> Constitution:
     """Read and check a constitution file; raise ConstitutionError listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConstitutionError([f"{path}: cannot read the file ({e.strerror})"]) from None
+        text = read_text(path)
+    except InputError as e:
+        raise ConstitutionError([str(e)]) from None
     return parse_constitution(text, str(path))
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cai.chat import Message
 from cai.errors import InputError
-from cai.records import numbered_jsonl, prompt_hash
+from cai.records import numbered_jsonl, prompt_hash, read_text
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,16 @@ def read_prompts(path: str | Path, limit: int | None = None) -> list[PromptItem]
         items = _csv(path)
     else:
         items = _text(path)
-    seen: set[str] = set()
+    seen: dict[str, PromptItem] = {}
     unique = []
     for item in items:
-        if item.id not in seen:
-            seen.add(item.id)
+        first = seen.get(item.id)
+        if first is None:
+            seen[item.id] = item
             unique.append(item)
+        elif first.messages != item.messages:  # a repeat word for word is kept once
+            raise InputError(path, item.line, f"id '{item.id}' was already used on line "
+                             f"{first.line} for another prompt; give each prompt its own id")
     if not unique:
         raise InputError(path, None, "no prompts in the file")
     return unique[:limit] if limit else unique
@@ -84,7 +89,7 @@ def _messages(path: Path, line: int, record: dict[str, Any]) -> list[Message]:
 
 
 def _csv(path: Path) -> list[PromptItem]:
-    with path.open(encoding="utf-8", newline="") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or "prompt" not in reader.fieldnames:
             raise InputError(path, 1, f"no 'prompt' column (columns: "
@@ -96,6 +101,6 @@ def _csv(path: Path) -> list[PromptItem]:
 
 
 def _text(path: Path) -> list[PromptItem]:
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()
     return [_item(path, n, [Message("user", t.strip())]) for n, t in enumerate(lines, 1)
             if t.strip()]

@@ -59,26 +59,39 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
         yield record
 
 
+def read_text(path: str | Path) -> str:
+    """A text file that must be UTF-8; if it is not, the error names the line and byte."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, None, "file not found") from None
+    except OSError as e:
+        raise InputError(path, None, f"cannot read the file ({e.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InputError(path, line, f"not UTF-8 text: byte 0x{data[e.start]:02x} at byte "
+                         f"offset {e.start}; save the file as UTF-8 (e.g. `iconv -f latin1 "
+                         f"-t utf-8`)") from None
+
+
 def numbered_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each non-blank line of a JSONL file, counting every line."""
     path = Path(path)
-    try:
-        f = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(path, None, "file not found") from None
-    with f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(path, line_no, f"not valid JSON ({e.msg}); fix or remove "
-                                 "that line") from None
-            if not isinstance(record, dict):
-                raise InputError(path, line_no, 'each line must be an object such as '
-                                 '{"prompt": "..."}')
-            yield line_no, record
+    for line_no, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(path, line_no, f"not valid JSON ({e.msg}); fix or remove "
+                             "that line") from None
+        if not isinstance(record, dict):
+            raise InputError(path, line_no, 'each line must be an object such as '
+                             '{"prompt": "..."}')
+        yield line_no, record
 
 
 def done_ids(path: str | Path) -> set[str]:

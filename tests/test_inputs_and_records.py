@@ -86,3 +86,32 @@ def test_read_jsonl_names_the_bad_line(tmp_path):
     path.write_text('{"a": 1}\nnot json\n')
     with pytest.raises(InputError, match=r"r.jsonl:2: not valid JSON"):
         list(read_jsonl(path))
+
+
+@pytest.mark.parametrize("name", ["p.jsonl", "p.csv", "p.txt", "c.yaml", "t.yaml", "r.jsonl"])
+def test_a_file_that_is_not_utf8_names_its_line_and_byte(tmp_path, name):
+    from cai.constitution import load_constitution
+    from cai.training.config import read_config
+
+    path = tmp_path / name
+    head = "prompt\n" if name.endswith(".csv") else ""
+    path.write_bytes(head.encode() + b'{"prompt": "fine"}\n{"prompt": "caf\xe9"}\n')
+    read = {"c.yaml": load_constitution, "t.yaml": read_config,
+            "r.jsonl": lambda p: list(read_jsonl(p))}.get(name, read_prompts)
+    with pytest.raises(Exception) as raised:  # InputError, or ConstitutionError listing it
+        read(path)
+    line = 3 if head else 2
+    offset = len(head) + len('{"prompt": "fine"}\n{"prompt": "caf')
+    assert f"{name}:{line}: not UTF-8 text: byte 0xe9 at byte offset {offset}" in str(raised.value)
+
+
+def test_one_id_on_two_different_prompts_is_an_error(write):
+    path = write("p.jsonl", """
+        {"id": "x", "prompt": "First"}
+        {"id": "x", "prompt": "First"}
+        {"id": "x", "prompt": "Second"}
+    """)
+    with pytest.raises(InputError, match=r"p.jsonl:3: id 'x' was already used on line 1"):
+        read_prompts(path)
+    same = write("q.jsonl", '{"id": "x", "prompt": "A"}\n{"id": "x", "prompt": "A"}\n')
+    assert [i.text for i in read_prompts(same)] == ["A"]  # word for word: kept once

@@ -16,6 +16,7 @@ import yaml
 
 from cai.errors import CaiError, InputError
 from cai.models.registry import parse_spec
+from cai.records import read_text
 
 # model name -> (input, output) USD per 1M tokens; a prefix matches dated versions too.
 PRICES: dict[str, tuple[float, float]] = {
@@ -39,8 +40,8 @@ def load_prices(path: str | Path | None) -> dict[str, tuple[float, float]]:
         return table
     path = Path(path)
     try:
-        data = (json.loads if path.suffix == ".json" else yaml.safe_load)(path.read_text())
-    except (OSError, ValueError, yaml.YAMLError) as e:
+        data = (json.loads if path.suffix == ".json" else yaml.safe_load)(read_text(path))
+    except (ValueError, yaml.YAMLError) as e:
         raise InputError(path, None, f"cannot read the price table ({e})") from None
     if not isinstance(data, dict):
         raise InputError(path, 1, "expected a mapping of model: {input: X, output: Y}")

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from cai.errors import InputError
+from cai.records import read_text
 
 LEARNING_RATES = {("sft", False): 2e-5, ("sft", True): 2e-4, ("dpo", False): 1e-6,
                   ("dpo", True): 1e-5, ("reward", False): 1e-5, ("reward", True): 1e-4}
@@ -39,11 +40,9 @@ class TrainConfig:
 def read_config(path: Path | None) -> TrainConfig:
     if path is None:
         return TrainConfig()
+    text = read_text(path)
     try:
-        text = path.read_text(encoding="utf-8")
         data = yaml.safe_load(text) or {}
-    except FileNotFoundError:
-        raise InputError(path, None, "config file not found") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise InputError(path, mark.line + 1 if mark else None, f"not valid YAML: {e}") from None
