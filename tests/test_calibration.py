@@ -4,8 +4,10 @@ import json
 
 import pytest
 
+from cai.chat import Message
 from cai.errors import InputError
 from cai.evals.calibration import (
+    GoldPair,
     agreement_report,
     cohen_kappa,
     read_gold,
@@ -55,8 +57,10 @@ def test_ties_count_half_in_accuracy_and_are_left_out_of_kappa():
             {"p_x": 0.8, "human_x": 1, "x_length": 1, "y_length": 1, "judgements": []},
             {"p_x": None, "human_x": 0, "x_length": 1, "y_length": 1, "judgements": []}]
     r = agreement_report(rows)
-    assert r["n"] == 2 and r["unjudged"] == 1 and r["ties"] == 1
-    assert r["accuracy"] == 0.75
+    assert r["n"] == 3 and r["judged"] == 2 and r["unjudged"] == 1 and r["ties"] == 1
+    assert r["coverage"] == round(2 / 3, 4)
+    assert r["accuracy_judged"] == 0.75
+    assert r["accuracy"] == round((0.5 + 1 + 0.5) / 3, 4)  # the unjudged pair counts 0.5
 
 
 def test_split_hh_at_the_last_assistant_turn():
@@ -84,3 +88,26 @@ def test_mismatched_hh_transcripts_name_the_line(tmp_path):
                                "rejected": "\n\nHuman: other\n\nAssistant: b"}) + "\n")
     with pytest.raises(InputError, match=r"bad.jsonl:1: .*differ before the last reply"):
         read_gold(bad)
+
+
+def test_every_gold_pair_counts_and_the_summary_says_how_many_were_judged(tmp_path):
+    """An unjudged pair stays in n, counts 0.5 in accuracy, and shows in coverage."""
+    import asyncio
+
+    from cai.evals.calibration import judge_gold
+    from cai.models.backends.fake import FakeBackend
+    from cai.models.client import Client
+    from cai.stages.judge import Judge
+    from cai.templates import Templates
+
+    gold = [GoldPair(f"g{i}", (Message("user", f"Q{i}?"),), f"good {i}", f"bad {i}")
+            for i in range(3)]
+    # "fake:fixed:maybe" never states a letter: no pair gets a verdict.
+    judge = Judge(Client(FakeBackend("fixed:maybe")), Templates(), None)
+    result = asyncio.run(judge_gold(gold, judge, tmp_path / "e", progress=False))
+    s = json.loads((tmp_path / "e" / "summary.json").read_text())
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    for figures in (s, s["report"], report, result.report):
+        assert figures["n"] == 3 and figures["judged"] == 0 and figures["unjudged"] == 3
+        assert figures["coverage"] == 0.0 and figures["accuracy"] == 0.5
+        assert figures["accuracy_judged"] is None

@@ -99,7 +99,8 @@ def test_eval_judge_end_to_end(tmp_path):
                             for q, c, r in pairs))
     result = cai("eval", "judge", "--data", data, "--out", tmp_path / "e")
     report = json.loads((tmp_path / "e" / "report.json").read_text())
-    assert report["n"] + report["unjudged"] == 3
+    assert report["n"] == report["judged"] + report["unjudged"] == 3
+    assert report["coverage"] == round(report["judged"] / 3, 4)
     assert set(report) >= {"n", "accuracy", "kappa", "position_flip_rate", "length_bias", "ece"}
     assert 0 <= report["accuracy"] <= 1
     assert "Judge calibration" in (tmp_path / "e" / "report.md").read_text()

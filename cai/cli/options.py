@@ -188,6 +188,8 @@ def parse_band(text: str) -> tuple[float, float]:
 
 
 def calibration_line(report: dict[str, Any], data: str, out: Path) -> None:
-    console.print(f"[bold]calibration[/] on {data}: n {report['n']}, accuracy "
-                  f"{report['accuracy']}, kappa {report['kappa']}, ECE {report['ece']} -> "
-                  f"{out / 'report.md'}")
+    console.print(f"[bold]calibration[/] on {data}: n {report['n']}, judged "
+                  f"{report['judged']}, unjudged {report['unjudged']}, coverage "
+                  f"{report['coverage']}, accuracy {report['accuracy']} (judged only "
+                  f"{report['accuracy_judged']}), kappa {report['kappa']}, ECE "
+                  f"{report['ece']} -> {out / 'report.md'}")

@@ -24,6 +24,9 @@ from cai.stages.stage import StageResult, run_stage
 
 HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 FILES = ("judgements.jsonl",)
+# The figures that summary.json repeats from report.json.
+SUMMARY_KEYS = ("n", "judged", "unjudged", "coverage", "accuracy", "accuracy_judged", "kappa",
+                "ece")
 
 if TYPE_CHECKING:
     from cai.models.session import Session
@@ -100,7 +103,8 @@ async def judge_gold(pairs: list[GoldPair], judge: Judge, out: Path, *, concurre
                       judge=judge.client.spec, config=config)
         write_json(folder / "report.json", report)
         (folder / "report.md").write_text(report_markdown(report), encoding="utf-8")
-        return {"report": {k: report[k] for k in ("n", "accuracy", "kappa", "ece")}}
+        figures = {k: report[k] for k in SUMMARY_KEYS}
+        return {**figures, "report": figures}
 
     result = await run_stage("eval-judge", pairs, work, out=out, files=FILES,
                              clients=[judge.client], concurrency=concurrency, config=config,
@@ -116,12 +120,16 @@ def agreement_report(rows: Sequence[dict[str, Any]], *, seed: int = 0,
                      bins: int = 10) -> dict[str, Any]:
     """Agreement with the humans, position flips, length bias and calibration."""
     judged = [r for r in rows if r["p_x"] is not None]
-    n = len(judged)
+    n = len(judged)  # judged pairs; `n` in the report counts every gold pair
     p = [r["p_x"] for r in judged]
     y = [r["human_x"] for r in judged]
     hits = [0.5 if pi == 0.5 else float((pi > 0.5) == bool(yi)) for pi, yi in zip(p, y,
                                                                                    strict=True)]
     accuracy = sum(hits) / n if n else None
+    unjudged = len(rows) - n
+    # A pair the judge gave no verdict on counts as a coin flip: a judge cannot look better
+    # by failing on the hard pairs.
+    overall = (sum(hits) + 0.5 * unjudged) / len(rows) if rows else None
     decided = [(int(pi > 0.5), yi) for pi, yi in zip(p, y, strict=True) if pi != 0.5]
     kappa = cohen_kappa(decided)
     flips = [not j["agree"] for r in judged for j in r["judgements"] if j["agree"] is not None]
@@ -129,11 +137,15 @@ def agreement_report(rows: Sequence[dict[str, Any]], *, seed: int = 0,
                 if r["x_length"] != r["y_length"] and r["p_x"] != 0.5]
     table = reliability(p, y, bins)
     return {
-        "n": n,
-        "unjudged": len(rows) - n,
+        "n": len(rows),
+        "judged": n,
+        "unjudged": unjudged,
+        "coverage": _round(n / len(rows)) if rows else None,
         "ties": n - len(decided),
-        "accuracy": _round(accuracy),
-        "accuracy_ci95": [_round(v) for v in wilson(sum(hits), n)] if n else None,
+        "accuracy": _round(overall),
+        "accuracy_ci95": [_round(v) for v in wilson(sum(hits) + 0.5 * unjudged, len(rows))]
+        if rows else None,
+        "accuracy_judged": _round(accuracy),
         "kappa": _round(kappa),
         "kappa_ci95": bootstrap_kappa(decided, seed=seed),
         "position_flip_rate": _round(sum(flips) / len(flips)) if flips else None,
@@ -209,8 +221,11 @@ def report_markdown(r: dict[str, Any]) -> str:
     lines = [
         f"# Judge calibration: {r.get('judge', '')}", "",
         "| measure | value |", "|---|---|",
-        f"| pairs judged (n) | {r['n']} (unjudged {r['unjudged']}, ties {r['ties']}) |",
-        f"| accuracy vs humans | {r['accuracy']} (95% CI {r['accuracy_ci95']}) |",
+        f"| gold pairs (n) | {r['n']}: judged {r['judged']}, unjudged {r['unjudged']}, "
+        f"coverage {r['coverage']}, ties {r['ties']} |",
+        f"| accuracy vs humans (unjudged count as 0.5) | {r['accuracy']} "
+        f"(95% CI {r['accuracy_ci95']}) |",
+        f"| accuracy among judged pairs | {r['accuracy_judged']} |",
         f"| Cohen's kappa | {r['kappa']} (95% CI {r['kappa_ci95']}) |",
         f"| position-flip rate (before averaging) | {r['position_flip_rate']} |",
         f"| judge picked the longer reply | {lb['judge_picked_longer']} |",
@@ -221,6 +236,7 @@ def report_markdown(r: dict[str, Any]) -> str:
         *[f"| {b['bin']} | {b['count']} | {b['mean_p']} | {b['observed']} |"
           for b in r["reliability"]],
         "",
-        "Accuracy counts a tie (p = 0.5) as half right; kappa leaves ties out.",
+        "Accuracy counts a tie (p = 0.5) and an unjudged pair as half right; kappa leaves "
+        "both out.",
     ]
     return "\n".join(lines) + "\n"
