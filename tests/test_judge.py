@@ -184,3 +184,35 @@ def test_injection_and_forged_fences_are_neutralised():
 
 def test_fences_differ_per_request_and_repeat_per_key():
     assert make_fence("a") == make_fence("a") != make_fence("b")
+
+
+def test_a_transient_failure_after_all_retries_fails_the_item_for_a_rerun(responses, tmp_path):
+    with StubServer(fault_rate=1.0, faults=("503",)) as server:
+        result = run_judge(server, responses, tmp_path / "j")
+    assert result.summary["failed"] == 2 and result.summary["done"] == 0
+    failed = list(read_jsonl(tmp_path / "j" / "failed.jsonl"))
+    assert {f["id"] for f in failed} == {"p0", "p1"} and all(f["cause"] == "503" for f in failed)
+    assert not (tmp_path / "j" / "unjudged.jsonl").read_text()  # nothing committed as done
+    with StubServer(handler=biased_judge) as server:  # the rerun judges both
+        again = run_judge(server, responses, tmp_path / "j")
+    assert again.summary["done"] == 2 and again.summary["failed"] == 0
+
+
+def test_a_permanent_failure_is_recorded_as_unjudged_with_its_reason(responses, tmp_path):
+    def bad_request(request):
+        raise ValueError("this request is malformed")  # the stand-in answers 400
+
+    with StubServer(handler=bad_request) as server:
+        run_judge(server, responses, tmp_path / "j", JudgeSettings(verdict="text"))
+    unjudged = list(read_jsonl(tmp_path / "j" / "unjudged.jsonl"))
+    assert len(unjudged) == 2
+    raw = unjudged[0]["judgements"][0]["x_first"]["raw"]
+    assert unjudged[0]["judgements"][0]["x_first"]["status"] == "failed" and "400" in raw
+
+
+def test_every_judge_record_names_its_templates(responses, tmp_path):
+    with StubServer(handler=biased_judge) as server:
+        run_judge(server, responses, tmp_path / "j")
+    hashes = Templates().hashes("judge", "_judge_data")
+    for name in ("prefs.jsonl", "comparisons.jsonl"):
+        assert all(r["templates"] == hashes for r in read_jsonl(tmp_path / "j" / name))

@@ -162,9 +162,14 @@ class Judge:
         try:
             completion = await self.client.complete(messages, sampling)
         except BackendError as e:
-            if path == "logprobs" and "logprob" in str(e).lower() and not e.retryable:
+            if e.retryable:
+                # Transient, and the client's retries are spent: the whole item fails, goes to
+                # failed.jsonl, and a rerun tries it again. Never recorded as unjudged.
+                raise
+            if path == "logprobs" and "logprob" in str(e).lower():
                 self._logprobs_refused = True  # this model or server has none after all
                 return await self.one_order(conversation, first, second, principle, key)
+            # Permanent (a 400, a refusal): recorded with its reason; the pair is unjudged.
             return OrderVerdict(Verdict(None, "failed", str(e)), fence, path)
         band = self.settings.band if self.settings.reasoning else None
         return OrderVerdict(read_verdict(completion, reasoning=self.settings.reasoning,

@@ -123,7 +123,8 @@ async def judge_one(judge: Judge, item: Candidates, pairs: PairSettings) -> dict
         chosen_pairs = _best_worst(comparisons, len(item.responses))
     base = {"id": item.id, "prompt": messages_to_dicts(list(item.messages)),
             "judge": judge.client.spec,
-            "constitution": judge.constitution.provenance if judge.constitution else None}
+            "constitution": judge.constitution.provenance if judge.constitution else None,
+            "templates": judge.templates.hashes(judge.template, "_judge_data")}
     out: dict[str, list] = {name: [] for name in FILES}
     for (i, j), c in chosen_pairs:
         if c.p_x is None:
