@@ -5,6 +5,10 @@ class CaiError(Exception):
     """A problem the user can fix; the CLI prints it and exits non-zero."""
 
 
+class CaiWarning(UserWarning):
+    """Something the user asked for that cai cannot do as asked; the run goes on."""
+
+
 class InputError(CaiError):
     """Bad input in a file the user gave us, with where it is and how to fix it."""
 

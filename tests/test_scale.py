@@ -228,3 +228,23 @@ def test_missing_key_is_a_clear_error(tmp_path, spec):
                           env=env, capture_output=True, text=True)
     assert proc.returncode == 2 and "_API_KEY is not set" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_anthropic_records_only_the_sampling_it_sends_and_warns_once(tmp_path):
+    """The Anthropic SDK sends no temperature, top_p or seed: records must not claim them."""
+    prompts = prompts_file(tmp_path, 3)
+    with StubServer() as server:
+        run = cai("sample", "--prompts", prompts, "--model", "anthropic:claude-x", "--n", "2",
+                  "--temperature", "0.3", "--base-url", server.root_url, "--no-cache",
+                  "--out", tmp_path / "o", env={"ANTHROPIC_API_KEY": "k"})
+        _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    assert stderr.count("warning: 'temperature' cannot be sent to anthropic:claude-x") == 1
+    sent = [r for r in server.requests if "messages" in r]
+    assert sent and all("temperature" not in r and "top_p" not in r for r in sent)
+    for record in read_jsonl(tmp_path / "o" / "responses.jsonl"):
+        s = record["sampling"]
+        assert s["temperature"] is None and s["top_p"] is None and s["seed"] is None
+        assert s["max_tokens"] == 256
+    config = json.loads((tmp_path / "o" / "summary.json").read_text())["config"]["sampling"]
+    assert config["temperature"] is None and config["max_tokens"] == 256

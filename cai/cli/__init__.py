@@ -7,13 +7,14 @@ Heavy libraries (llama.cpp, torch, trl) are imported inside the commands that ne
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 from rich.markup import escape
 
 from cai.cli import batch, data, tools, train
 from cai.cli.options import err
-from cai.errors import CaiError
+from cai.errors import CaiError, CaiWarning
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,7 +29,20 @@ for command in (data.revise, data.try_, data.sample, data.judge, data.eval_group
     cli.add_command(command)
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    """cai's own warnings as one line on stderr; others as Python shows them."""
+    if issubclass(category, CaiWarning):
+        err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        _python_warning(message, category, filename, lineno, file, line)  # type: ignore[arg-type]
+
+
+_python_warning = warnings.showwarning
+
+
 def main() -> None:
+    warnings.showwarning = _show_warning
     try:
         cli()
     except CaiError as e:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from cai.chat import Completion, Message, Sampling
-from cai.errors import BackendError, CaiError
+from cai.errors import BackendError, CaiError, CaiWarning
 from cai.models.backends.base import Backend, estimate_tokens
 from cai.models.budget import Budget, BudgetExhausted
 from cai.models.cache import ResponseCache, request_key
@@ -129,6 +130,7 @@ class Client:
         self._rpm = Pacer(self.limits.rpm) if self.limits.rpm else None
         self._tpm = Pacer(self.limits.tpm) if self.limits.tpm else None
         self._wait = _Wait(self.limits.backoff, self.limits.max_wait)
+        self._warned: set[str] = set()
 
     @property
     def spec(self) -> str:
@@ -152,8 +154,21 @@ class Client:
         return self.backend.base_url
 
     def sampling(self, **changes: Any) -> Sampling:
-        """The backend's default sampling with some fields changed."""
+        """The backend's default sampling with some fields changed; a change the backend
+        cannot send is warned about once (the seed excepted: it still tells samples apart)."""
+        for name, value in changes.items():
+            if (name not in self.backend.sends and name != "seed" and value is not None
+                    and name not in self._warned):
+                self._warned.add(name)
+                warnings.warn(f"'{name}' cannot be sent to {self.spec}; the provider's "
+                              "default applies, and records show it as not sent (null)",
+                              CaiWarning, stacklevel=2)
         return self.backend.default_sampling.with_(**changes)
+
+    def sent(self, sampling: Sampling) -> dict[str, Any]:
+        """The sampling as records show it: what the backend really sent, None elsewhere."""
+        return {k: (v if k in self.backend.sends else None)
+                for k, v in sampling.to_dict().items()}
 
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
         key = request_key(self.spec, messages, sampling) if self.cache is not None else ""

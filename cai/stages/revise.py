@@ -130,7 +130,7 @@ class Reviser:
         steps.append({
             "step": step.split(":")[0], **fields, "text": completion.text,
             "model": client.spec, "model_name": completion.model,
-            "finish_reason": completion.finish_reason, "sampling": sampling.to_dict(),
+            "finish_reason": completion.finish_reason, "sampling": client.sent(sampling),
             "usage": {"prompt_tokens": completion.usage.prompt_tokens,
                       "completion_tokens": completion.usage.completion_tokens},
         })
@@ -179,8 +179,8 @@ async def revise(items: list[PromptItem], reviser: Reviser, out: Path, *, concur
     """Run critique-and-revise over prompts into `out`, skipping those already done there."""
     config = {**reviser.provenance(), "rounds": reviser.rounds, "principle": reviser.principle,
               "templates": reviser.templates.hashes(*TEMPLATES),
-              "policy_sampling": reviser.policy.sampling().to_dict(),
-              "critic_sampling": reviser.critic.sampling().to_dict()}
+              "policy_sampling": reviser.policy.sent(reviser.policy.sampling()),
+              "critic_sampling": reviser.critic.sent(reviser.critic.sampling())}
     return await run_stage(
         "revise", items, reviser.run_one, out=out, files=FILES,
         clients=[reviser.policy, reviser.critic], concurrency=concurrency, config=config,

@@ -36,7 +36,7 @@ async def sample_one(client: Client, templates: Templates, item: PromptItem, n: 
     completions = await asyncio.gather(*(client.complete(messages, s) for s in samplings))
     record = {"id": item.id, "prompt": messages_to_dicts(list(item.messages)),
               "responses": [c.text for c in completions], "model": client.spec,
-              "sampling": {**samplings[0].to_dict(), "seed": None},
+              "sampling": {**client.sent(samplings[0]), "seed": None},
               "seeds": [s.seed for s in samplings],
               "finish_reasons": [c.finish_reason for c in completions],
               "templates": templates.hashes("system")}
@@ -53,8 +53,8 @@ async def sample(items: list[PromptItem], client: Client, templates: Templates, 
         return await sample_one(client, templates, item, n, seed, temperature)
 
     config = {"model": client.spec, "n": n, "seed": seed,
-              "sampling": client.sampling(**({"temperature": temperature}
-                                             if temperature is not None else {})).to_dict()}
+              "sampling": client.sent(client.sampling(
+                  **({"temperature": temperature} if temperature is not None else {})))}
     return await run_stage("sample", items, work, out=out, files=FILES, clients=[client],
                            concurrency=concurrency, config=config, progress=progress,
                            session=session)

@@ -22,8 +22,8 @@ def request_params(model: str, messages: Sequence[Message], sampling: Sampling) 
     """The Messages API parameters for a request; also the body of a batch entry.
 
     Anthropic's current Messages API takes no temperature, top_p or seed (the SDK no longer
-    has them), so only the length and stop sequences of `sampling` reach the provider; the
-    sampling cai asked for is still recorded beside every output.
+    has them), so only the length and stop sequences of `sampling` reach the provider, and
+    records show only those (`Client.sent`).
     """
     system = "\n\n".join(m.content for m in messages if m.role == "system")
     params: dict[str, Any] = {
@@ -60,6 +60,7 @@ def message_completion(message: Any, model: str) -> Completion:
 class AnthropicBackend(Backend):
     supports_logprobs = False
     default_sampling = Sampling(top_p=1.0)
+    sends = frozenset(("max_tokens", "stop"))  # the SDK (2.x) has no temperature, top_p or seed
 
     def __init__(self, model: str, *, base_urls: Sequence[str] = (), api_key: str | None = None,
                  timeout: float = 120.0, http_client: Any = None):

@@ -22,6 +22,9 @@ class Backend:
     max_top_logprobs: int = 0  # providers cap the alternatives per token (OpenAI: 20)
     default_sampling: Sampling = Sampling()
     base_url: str | None = None  # the server it talks to, for HTTP backends (the first replica)
+    # The Sampling fields this backend really sends to its model; the others it cannot honour.
+    sends: frozenset[str] = frozenset(
+        ("temperature", "top_p", "max_tokens", "seed", "repeat_penalty", "stop", "top_logprobs"))
 
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
         raise NotImplementedError  # each backend overrides this one method

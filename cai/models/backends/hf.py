@@ -66,6 +66,7 @@ class HFBackend(Backend):
     """
 
     supports_logprobs = False
+    sends = frozenset(("temperature", "top_p", "max_tokens", "seed", "repeat_penalty", "stop"))
 
     def __init__(self, model: str, *, max_batch: int = MAX_BATCH):
         need_training_extra()

@@ -80,6 +80,7 @@ def chat_completion(body: dict[str, Any], model: str) -> Completion:
 class OpenAIBackend(Backend):
     supports_logprobs = True
     max_top_logprobs = MAX_TOP_LOGPROBS
+    sends = frozenset(("temperature", "top_p", "max_tokens", "seed", "stop", "top_logprobs"))
 
     def __init__(self, model: str, *, base_urls: Sequence[str] = (), api_key: str | None = None,
                  timeout: float = 120.0, http_client: Any = None, pools_per_url: int = 4):
