@@ -3,7 +3,10 @@
 import asyncio
 import json
 
+import pytest
+
 from cai.constitution import parse_constitution
+from cai.errors import CaiError
 from cai.inputs import read_prompts
 from cai.models.backends.fake import FakeBackend
 from cai.models.client import Client
@@ -64,13 +67,15 @@ def test_unchanged_answer_makes_no_pair(write, tmp_path):
 def test_failed_item_is_recorded_and_retried(write, tmp_path):
     prompts = write("p.txt", "One\nTwo\n")
     out = tmp_path / "o"
-    result, _ = run(prompts, out, FakeBackend("fixed:"))  # empty answers fail each item
+    backend = FakeBackend("fixed:")
+    result, _ = run(prompts, out, backend)  # empty answers fail each item
     assert result.summary["failed"] == 2 and result.summary["done"] == 0
     failed = list(read_jsonl(out / "failed.jsonl"))
     assert failed[0]["error"] == "the initial came back empty"
     assert not list(read_jsonl(out / "sft.jsonl"))
 
-    result, client = run(prompts, out, FakeBackend("echo"))
+    backend.mode = "echo"  # the same model (a rerun with another is refused), well again
+    result, client = run(prompts, out, backend)
     assert result.summary["done"] == 2 and client.stats.requests == 10
     assert not (out / "failed.jsonl").exists()
 
@@ -83,3 +88,18 @@ def test_uncommitted_lines_of_a_killed_run_are_dropped(write, tmp_path):
     (out / "trace.jsonl").write_text(json.dumps({"id": read_prompts(prompts)[0].id}) + "\n")
     run(prompts, out, FakeBackend("echo"))
     assert len(list(read_jsonl(out / "trace.jsonl"))) == 1
+
+
+def test_a_rerun_with_other_settings_is_refused_and_writes_nothing(write, tmp_path):
+    prompts = write("p.txt", "One\nTwo\n")
+    out = tmp_path / "o"
+    run(prompts, out, rounds=1)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(CaiError, match=r"was made with other settings \(rounds: 1 -> 2\)"):
+        run(prompts, out, rounds=2)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # settings that do not shape the data may change freely
+    client = Client(FakeBackend("fixed:An answer."), concurrency=1, attempts=2)
+    reviser = Reviser(parse_constitution(MINIMAL), client, client, Templates(), rounds=1,
+                      seed=3)
+    asyncio.run(revise(read_prompts(prompts, limit=1), reviser, out, progress=False))

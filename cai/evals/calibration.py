@@ -92,7 +92,9 @@ async def judge_gold(pairs: list[GoldPair], judge: Judge, out: Path, *, concurre
             "human_x": int(chosen_is_x), "p_x": c["p_x"],
             "x_length": len(x), "y_length": len(y), "judgements": c["judgements"]}]}
 
-    config = {"judge": judge.client.spec, "template": judge.template,
+    config = {"judge": judge.client.spec, "judge_identity": judge.client.identity,
+              "template": judge.template,
+              "templates": judge.templates.hashes(judge.template, "_judge_data"),
               "constitution": judge.constitution.provenance if judge.constitution else None,
               "verdict_path": judge.verdict_path}
     report: dict[str, Any] = {}

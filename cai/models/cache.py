@@ -1,6 +1,7 @@
 """The response cache: identical requests are answered from disk and cost nothing.
 
-SQLite in WAL mode, keyed by a hash of the backend, model, messages and sampling (seed
+SQLite in WAL mode, keyed by a hash of the model's identity (its spec, plus the fingerprint of
+its weights or the servers it is deployed on: see identity.py), messages and sampling (seed
 included). It lives in the user's cache folder (XDG_CACHE_HOME is honoured) unless a path is
 given. Provider batch results are written here too, which is how a rerun of a stage picks
 them up. API keys are never part of a key or a value.
@@ -33,9 +34,10 @@ def default_path() -> Path:
     return cache_dir() / "responses.sqlite"
 
 
-def request_key(spec: str, messages: Sequence[Message], sampling: Sampling) -> str:
-    """The cache key of a request: what would make a model answer differently."""
-    blob = json.dumps({"spec": spec, "messages": [m.to_dict() for m in messages],
+def request_key(identity: str, messages: Sequence[Message], sampling: Sampling) -> str:
+    """The cache key of a request: what would make a model answer differently. `identity`
+    names the model's weights or deployment (`Backend.identity`), not only its spec."""
+    blob = json.dumps({"spec": identity, "messages": [m.to_dict() for m in messages],
                        "sampling": sampling.to_dict()}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 

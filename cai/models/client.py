@@ -131,6 +131,7 @@ class Client:
         self._tpm = Pacer(self.limits.tpm) if self.limits.tpm else None
         self._wait = _Wait(self.limits.backoff, self.limits.max_wait)
         self._warned: set[str] = set()
+        self._identity: str | None = None
 
     @property
     def spec(self) -> str:
@@ -144,6 +145,13 @@ class Client:
     @property
     def max_top_logprobs(self) -> int:
         return self.backend.max_top_logprobs
+
+    @property
+    def identity(self) -> str:
+        """The spec, or with the weights' fingerprint or the deployment where it is needed."""
+        if self._identity is None:
+            self._identity = self.backend.identity
+        return self._identity
 
     @property
     def kind(self) -> Kind:
@@ -171,7 +179,7 @@ class Client:
                 for k, v in sampling.to_dict().items()}
 
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
-        key = request_key(self.spec, messages, sampling) if self.cache is not None else ""
+        key = request_key(self.identity, messages, sampling) if self.cache is not None else ""
         if self.cache is not None:
             cached = self.cache.get(key)
             if isinstance(cached, Completion):

@@ -122,7 +122,7 @@ async def judge_one(judge: Judge, item: Candidates, pairs: PairSettings) -> dict
     if pairs.pairs == "best-worst" and len(item.responses) > 2:
         chosen_pairs = _best_worst(comparisons, len(item.responses))
     base = {"id": item.id, "prompt": messages_to_dicts(list(item.messages)),
-            "judge": judge.client.spec,
+            "judge": judge.client.spec, "judge_identity": judge.client.identity,
             "constitution": judge.constitution.provenance if judge.constitution else None,
             "templates": judge.templates.hashes(judge.template, "_judge_data")}
     out: dict[str, list] = {name: [] for name in FILES}
@@ -209,7 +209,8 @@ async def judge_file(items: list[Candidates], judge: Judge, out: Path, *,
         calibration = (await judge_gold(read_gold(calibrate), judge, out / "calibration",
                                         concurrency=concurrency, progress=progress,
                                         session=session)).report
-    config = {"judge": judge.client.spec, "settings": asdict(judge.settings),
+    config = {"judge": judge.client.spec, "judge_identity": judge.client.identity,
+              "settings": asdict(judge.settings),
               "pairs": asdict(pairs), "template": judge.template,
               "templates": judge.templates.hashes(judge.template, "_judge_data"),
               "verdict_path": judge.verdict_path,

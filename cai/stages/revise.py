@@ -120,6 +120,8 @@ class Reviser:
             "constitution": self.constitution.provenance,
             "model": self.policy.spec,
             "critic_model": self.critic.spec,
+            "model_identity": self.policy.identity,
+            "critic_identity": self.critic.identity,
             "seed": self.seed,
         }
 

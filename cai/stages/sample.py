@@ -36,6 +36,8 @@ async def sample_one(client: Client, templates: Templates, item: PromptItem, n: 
     completions = await asyncio.gather(*(client.complete(messages, s) for s in samplings))
     record = {"id": item.id, "prompt": messages_to_dicts(list(item.messages)),
               "responses": [c.text for c in completions], "model": client.spec,
+              "model_identity": client.identity,
+              "model_names": sorted({c.model for c in completions}),
               "sampling": {**client.sent(samplings[0]), "seed": None},
               "seeds": [s.seed for s in samplings],
               "finish_reasons": [c.finish_reason for c in completions],
@@ -52,7 +54,8 @@ async def sample(items: list[PromptItem], client: Client, templates: Templates, 
     async def work(item: PromptItem) -> dict[str, list[dict[str, Any]]]:
         return await sample_one(client, templates, item, n, seed, temperature)
 
-    config = {"model": client.spec, "n": n, "seed": seed,
+    config = {"model": client.spec, "model_identity": client.identity, "n": n, "seed": seed,
+              "templates": templates.hashes("system"),
               "sampling": client.sent(client.sampling(
                   **({"temperature": temperature} if temperature is not None else {})))}
     return await run_stage("sample", items, work, out=out, files=FILES, clients=[client],

@@ -17,6 +17,7 @@ produces, keyed by output file. This module does the rest, the same way for all 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 FAILED = "failed.jsonl"
 SUMMARY = "summary.json"
+SETTINGS = "settings.json"  # the settings that shaped the data in a folder
 
 Records = dict[str, list[dict[str, Any]]]
 
@@ -87,6 +89,7 @@ async def run_stage(
     target = session.target(out) if session is not None else out
     # The same client may serve two roles: count it once.
     run = _Run(stage, target, files, list(dict.fromkeys(clients)), describe, progress)
+    check_settings(target, stage, config or {})
     todo = run.resume(items)
     queue: asyncio.Queue[Any] = asyncio.Queue()
     for item in todo:
@@ -217,6 +220,39 @@ class _Run:
             "cost_usd": round(sum(cl.stats.cost_usd for cl in clients), 6),
             "config": config,
         }
+
+
+def check_settings(out: Path, stage: str, config: dict[str, Any]) -> None:
+    """`out` remembers the settings that shaped its data (`settings.json`); a rerun with other
+    settings would mix two datasets in one file, so it is refused before anything is written.
+    Settings that do not shape the data (concurrency, rate limits, budgets, --limit,
+    retries) are not part of `config` and may change freely."""
+    path = out / SETTINGS
+    wanted = {"stage": stage, **config}
+    if path.exists():
+        made = json.loads(path.read_text(encoding="utf-8"))
+        changed = _differences(made, json.loads(json.dumps(wanted)))
+        if changed:
+            raise CaiError(f"{out} was made with other settings ({'; '.join(changed[:3])}"
+                           f"{'; ...' if len(changed) > 3 else ''}); use another --out, or put "
+                           "the settings back to resume")
+        return
+    write_json(path, wanted)
+
+
+def _differences(old: Any, new: Any, where: str = "") -> list[str]:
+    """`key: old -> new` for each setting that differs, by its dotted path."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in _differences(old.get(k), new.get(k), f"{where}.{k}" if where else k)]
+    if old == new:
+        return []
+    return [f"{where or 'settings'}: {_short(old)} -> {_short(new)}"]
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _reason(e: Exception) -> str:

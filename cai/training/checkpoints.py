@@ -17,6 +17,7 @@ from typing import Any
 
 from cai.errors import CaiError
 from cai.models.embedded import MODEL_NAME, converted_path, gguf_path
+from cai.models.identity import file_fingerprint, folder_fingerprint
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 TRAIN_EXTRA = "install the training extra with `pip install 'cai-toolkit[train]'`"
@@ -117,6 +118,22 @@ def adapter_base(folder: Path) -> Path:
         raise CaiError(f"{folder} is a LoRA adapter whose base model {base} is gone; put it "
                        "back, or train with --merge to get a checkpoint that stands alone")
     return base
+
+
+def checkpoint_fingerprint(folder: Path) -> str:
+    """A fingerprint of what a checkpoint folder answers with: its weights and config, and
+    for a LoRA adapter its base's too (the embedded model's by its GGUF)."""
+    if not is_adapter(folder):
+        return folder_fingerprint(folder)
+    base = Path(json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+                .get("base_model_name_or_path") or "")
+    if base == converted_path():
+        below = file_fingerprint(gguf_path())
+    elif (base / "config.json").is_file() or is_adapter(base):
+        below = checkpoint_fingerprint(base)
+    else:
+        below = str(base)  # gone: loading will say so
+    return folder_fingerprint(folder, also=[below])
 
 
 def load_causal_lm(folder: Path, dtype: Any = None) -> Any:

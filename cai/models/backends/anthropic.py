@@ -13,6 +13,7 @@ from typing import Any
 from cai.chat import Completion, Message, Sampling, Usage
 from cai.errors import BackendError, CaiError
 from cai.models.backends.base import Backend, sdk_error
+from cai.models.identity import deployment
 
 KEY_VARIABLE = "ANTHROPIC_API_KEY"
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
@@ -77,6 +78,11 @@ class AnthropicBackend(Backend):
             api_key=key, base_url=base_urls[0] if base_urls else None, max_retries=0,
             timeout=timeout, http_client=http_client)
         self.sdk = self._client  # the SDK client; `cai.models.provider_batch` uses it
+
+    @property
+    def identity(self) -> str:
+        """Anthropic's API by model name; a stand-in by its address."""
+        return f"{self.spec}@{deployment([self.base_url])}" if self.base_url else self.spec
 
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
         import anthropic

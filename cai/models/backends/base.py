@@ -26,6 +26,12 @@ class Backend:
     sends: frozenset[str] = frozenset(
         ("temperature", "top_p", "max_tokens", "seed", "repeat_penalty", "stop", "top_logprobs"))
 
+    @property
+    def identity(self) -> str:
+        """What identifies this backend's answers in cache keys and records: its weights'
+        fingerprint or its deployment where the spec alone does not (`models/identity.py`)."""
+        return self.spec
+
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
         raise NotImplementedError  # each backend overrides this one method
 

@@ -18,8 +18,10 @@ from cai.chat import Completion, Message, Sampling, Usage, messages_to_dicts
 from cai.errors import BackendError, CaiError
 from cai.models.backends.base import Backend
 from cai.models.backends.gather import Batcher, Request
-from cai.models.embedded import LOCAL_SAMPLING, MODEL_NAME
+from cai.models.embedded import LOCAL_SAMPLING, MODEL_NAME, gguf_path
+from cai.models.identity import file_fingerprint
 from cai.training.checkpoints import (
+    checkpoint_fingerprint,
     from_embedded,
     load_causal_lm,
     load_tokenizer,
@@ -84,7 +86,20 @@ class HFBackend(Backend):
         self.max_batch = max_batch
         self.model_name = MODEL_NAME if self.is_local else Path(model).name
         self._loaded: tuple[Any, Any] | None = None
+        self._identity: str | None = None
         self._batcher = Batcher(self._run, max_batch=max_batch, name="cai-hf")
+
+    @property
+    def identity(self) -> str:
+        """The checkpoint by a fingerprint of its weights and config (and its bases', for an
+        adapter); `hf:local` by the embedded GGUF it is converted from."""
+        if self._identity is None:
+            if self.folder is None:
+                fingerprint = file_fingerprint(gguf_path())
+            else:
+                fingerprint = checkpoint_fingerprint(self.folder)
+            self._identity = f"{self.spec}@{fingerprint[:16]}"
+        return self._identity
 
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
         return await self._batcher.submit(messages, sampling)

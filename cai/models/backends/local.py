@@ -14,6 +14,7 @@ from cai.chat import Completion, Message, Sampling, TokenLogprob, Usage
 from cai.errors import CaiError
 from cai.models.backends.base import Backend
 from cai.models.embedded import LOCAL_SAMPLING, MODEL_NAME, gguf_path
+from cai.models.identity import file_fingerprint
 
 
 class LocalBackend(Backend):
@@ -23,8 +24,10 @@ class LocalBackend(Backend):
 
     def __init__(self, *, model_path: str | Path | None = None, n_ctx: int = 4096,
                  logprobs: bool = False):
-        self.spec = "local"
+        self.spec = f"local:{model_path}" if model_path else "local"
         self.model_path = Path(model_path) if model_path else None
+        self.model_name = self.model_path.name if self.model_path else MODEL_NAME
+        self._identity: str | None = None
         self.n_ctx = n_ctx
         # Keeping logits for every position costs n_ctx x vocabulary floats: only when asked.
         self.logits_all = logprobs
@@ -48,6 +51,18 @@ class LocalBackend(Backend):
                 verbose=False,
             )
         return self._llm
+
+    @property
+    def identity(self) -> str:
+        """The embedded model by name, any other file by its resolved path; each with a
+        fingerprint of the file's content."""
+        if self._identity is None:
+            path = self.model_path or gguf_path()
+            if not path.is_file():
+                raise CaiError(f"{path}: no such GGUF file; give local:PATH.gguf")
+            name = MODEL_NAME if self.model_path is None else str(path.resolve())
+            self._identity = f"local:{name}@{file_fingerprint(path)[:16]}"
+        return self._identity
 
     def load(self) -> None:
         """Load the model now rather than on the first request."""
@@ -81,7 +96,7 @@ class LocalBackend(Backend):
             text=(choice["message"].get("content") or "").strip(),
             finish_reason=choice.get("finish_reason") or "stop",
             usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
-            model=MODEL_NAME,
+            model=self.model_name,
             logprobs=_logprobs(choice.get("logprobs")) if want_logprobs else None,
         )
 

@@ -21,6 +21,7 @@ from typing import Any
 from cai.chat import Completion, Message, Sampling, TokenLogprob, Usage
 from cai.errors import BackendError, CaiError
 from cai.models.backends.base import Backend, redact, sdk_error
+from cai.models.identity import deployment
 
 KEY_VARIABLE = "OPENAI_API_KEY"
 MAX_TOP_LOGPROBS = 20  # OpenAI's cap on alternatives per token
@@ -89,6 +90,7 @@ class OpenAIBackend(Backend):
         self.spec = f"openai:{model}"
         self.model = model
         self.base_url = base_urls[0] if base_urls else None
+        self._urls = tuple(base_urls)
         key = api_key or os.environ.get(KEY_VARIABLE)
         if not key:
             if not base_urls:
@@ -107,6 +109,13 @@ class OpenAIBackend(Backend):
             for url in (base_urls or [None])  # type: ignore[list-item]
         ]
         self._next = itertools.cycle(self._clients)
+
+    @property
+    def identity(self) -> str:
+        """OpenAI's API by model name; any other server by its replicas (one deployment)."""
+        if not self._urls:
+            return self.spec
+        return f"{self.spec}@{deployment(self._urls)}"
 
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
         import openai

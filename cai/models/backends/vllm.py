@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from cai.chat import Completion, Message, Sampling, TokenLogprob, Usage
 from cai.errors import CaiError
 from cai.models.backends.base import Backend
 from cai.models.backends.gather import Batcher, Request
+from cai.models.identity import folder_fingerprint
 
 
 class VLLMBackend(Backend):
@@ -30,6 +32,14 @@ class VLLMBackend(Backend):
         self.engine_args = engine_args
         self._llm: Any = None
         self._batcher = Batcher(self._run, max_batch=256, name="cai-vllm")
+
+    @property
+    def identity(self) -> str:
+        """A local folder by its weights' fingerprint; a hub name as it is."""
+        folder = Path(self.model).expanduser()
+        if folder.is_dir():
+            return f"{self.spec}@{folder_fingerprint(folder)[:16]}"
+        return self.spec
 
     async def complete(self, messages: Sequence[Message], sampling: Sampling) -> Completion:
         return await self._batcher.submit(messages, sampling)
