@@ -15,12 +15,28 @@ $(VENV)/.torch: | $(PY)
 	$(PIP) torch==2.13.0
 	touch $@
 
-# llama-cpp-python builds from source once (about 7 minutes on 2 cores); pip caches the wheel.
-$(VENV)/.demo: pyproject.toml | $(PY)
+# llama-cpp-python builds from source (about 7 minutes on 2 cores), once per machine, into a
+# wheel kept outside the checkout. It is built without -march=native: a native build turns on
+# llama.cpp's AMX kernels on recent Xeons, and those crash on the embedded model's Q4_1 weights
+# (a segmentation fault at the first decode, seen with 0.3.36).
+LLAMA  := llama-cpp-python==0.3.36
+WHEELS := $(HOME)/.cache/cai/wheels
+
+$(WHEELS)/.llama-portable: | $(PY)
+	mkdir -p $(WHEELS)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip wheel -q --disable-pip-version-check \
+		--no-cache-dir --no-deps $(LLAMA) -w $(WHEELS)
+	touch $@
+
+$(VENV)/.llama: $(WHEELS)/.llama-portable | $(PY)
+	$(PIP) --no-deps --no-index --find-links $(WHEELS) $(LLAMA)
+	touch $@
+
+$(VENV)/.demo: pyproject.toml $(VENV)/.llama
 	$(PIP) -e '.[local]'
 	touch $@
 
-$(VENV)/.test: pyproject.toml $(VENV)/.torch
+$(VENV)/.test: pyproject.toml $(VENV)/.torch $(VENV)/.llama
 	$(PIP) -e '.[local,train,dev]'
 	touch $@ $(VENV)/.demo
 
