@@ -283,3 +283,20 @@ def test_stand_in_rejects_bad_anthropic_batches(requests, problem, monkeypatch):
 
     with StubServer() as server, pytest.raises(anthropic.BadRequestError, match=problem):
         asyncio.run(create(server.root_url))
+
+
+@pytest.mark.parametrize(("limit", "sent", "reason"), [
+    (["--max-requests", "3"], 3, "max-requests 3 reached"),
+    # gpt-4o-mini at batch prices: each request is estimated at about $0.00008 (its prompt,
+    # and 256 tokens out), so two fit under $0.0002 and a third would pass it.
+    (["--max-cost", "0.0002"], 2, "max-cost $0.0002 reached (estimated, batch mode)"),
+])
+def test_batch_mode_counts_queued_requests_against_the_budget(tmp_path, limit, sent, reason):
+    out = tmp_path / "out"
+    with StubServer(batches=BatchStore(polls=1)) as server:
+        cai("sample", "--prompts", write_prompts(tmp_path, 10), "--n", "1", "--model",
+            "openai:gpt-4o-mini", "--base-url", server.url, "--cache", tmp_path / "c.sqlite",
+            "--out", out, "--batch", "--concurrency", "1", *limit)
+    assert sum(b["requests"] for b in state(out)) == sent
+    s = summary(out)
+    assert s["stopped_reason"] == reason and s["deferred"] == sent and not s["finished"]

@@ -92,6 +92,23 @@ class Budget:
         return self.reason
 
 
+    def reserve(self, tokens: int, cost: float) -> None:
+        """Count a request queued for a provider batch, at its estimated size, before it is
+        sent; raise BudgetExhausted if it would pass a limit, so that no batch is submitted
+        that could spend more than the budget allows."""
+        if (reason := self.exhausted()) is not None:
+            raise BudgetExhausted(reason)
+        if self.max_tokens is not None and self.spent_tokens + tokens > self.max_tokens:
+            self.reason = f"max-tokens {self.max_tokens} reached (estimated, batch mode)"
+        elif self.max_cost is not None and self.spent_cost + cost > self.max_cost:
+            self.reason = f"max-cost ${self.max_cost:g} reached (estimated, batch mode)"
+        if self.reason is not None:
+            raise BudgetExhausted(self.reason)
+        self.spent_requests += 1
+        self.spent_tokens += tokens
+        self.spent_cost += cost
+
+
 class BudgetExhausted(CaiError):
     """Raised instead of sending a request once a budget is spent; the item is left undone."""
 

@@ -188,7 +188,14 @@ class Client:
             if isinstance(cached, str):
                 raise BackendError(cached, cause="provider-error")
         if self.defer:
-            self.pending[key] = (list(messages), sampling)
+            if key not in self.pending:
+                # Counted now, at its largest, since a submitted batch cannot be recalled.
+                tokens = estimate_tokens(messages) + sampling.max_tokens
+                in_price, out_price = self.price or (0.0, 0.0)
+                cost = (estimate_tokens(messages) * in_price
+                        + sampling.max_tokens * out_price) / 1e6
+                self.budget.reserve(tokens, cost)
+                self.pending[key] = (list(messages), sampling)
             raise Deferred("waiting for a provider batch")
         completion = await self._send(messages, sampling)
         if self.cache is not None:
