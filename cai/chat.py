@@ -38,6 +38,9 @@ class Sampling:
     repeat_penalty: float | None = None  # llama.cpp only; others ignore it
     stop: tuple[str, ...] = ()
     top_logprobs: int = 0  # alternatives wanted per generated token; 0 for none
+    # Constrain the reply to one of these options: the answer is the likeliest, and the first
+    # token's logprobs list every option (the judge's A or B). Backends that can say so.
+    choices: tuple[str, ...] = ()
 
     def with_(self, **changes: Any) -> Sampling:
         return replace(self, **changes)
@@ -45,6 +48,7 @@ class Sampling:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["stop"] = list(self.stop)
+        d["choices"] = list(self.choices)
         return d
 
 

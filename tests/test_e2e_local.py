@@ -82,11 +82,14 @@ def test_sample_then_judge_in_both_orders(prompts, tmp_path):
     for c in judged:
         for j in c["judgements"]:
             assert j["x_first"]["fence"] != j["x_second"]["fence"]
-            assert {j["x_first"]["status"], j["x_second"]["status"]} <= {
-                "logprobs", "text", "unparsed"}
+            # the answer is constrained to A or B: every order gives P(A) and P(B)
+            for order in (j["x_first"], j["x_second"]):
+                assert order["status"] == "logprobs" and order["path"] == "constrained"
+                assert 0 < order["p_first"] < 1
     summary = json.loads((tmp_path / "j" / "summary.json").read_text())
     assert summary["judge"]["orders_judged"] == 2 * len(judged)
-    assert summary["config"]["verdict_path"] == "logprobs"
+    assert summary["judge"]["unparsed_orders"] == 0
+    assert summary["config"]["verdict_path"] == "constrained"
 
 
 def test_eval_judge_end_to_end(tmp_path):
@@ -100,7 +103,7 @@ def test_eval_judge_end_to_end(tmp_path):
     result = cai("eval", "judge", "--data", data, "--out", tmp_path / "e")
     report = json.loads((tmp_path / "e" / "report.json").read_text())
     assert report["n"] == report["judged"] + report["unjudged"] == 3
-    assert report["coverage"] == round(report["judged"] / 3, 4)
+    assert report["coverage"] == round(report["judged"] / 3, 4) == 1.0  # every pair judged
     assert set(report) >= {"n", "accuracy", "kappa", "position_flip_rate", "length_bias", "ece"}
     assert 0 <= report["accuracy"] <= 1
     assert "Judge calibration" in (tmp_path / "e" / "report.md").read_text()

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from cai.chat import Message
+from cai.chat import Message, Sampling
 from cai.constitution import parse_constitution
 from cai.models.backends.openai import OpenAIBackend
 from cai.models.client import Client
@@ -217,3 +217,25 @@ def test_every_judge_record_names_its_templates(responses, tmp_path):
     hashes = Templates().hashes("judge", "_judge_data")
     for name in ("prefs.jsonl", "comparisons.jsonl"):
         assert all(r["templates"] == hashes for r in read_jsonl(tmp_path / "j" / name))
+
+
+def test_a_server_that_constrains_choices_gets_them_in_each_request(responses, tmp_path):
+    from cai.models.backends.openai import request_body
+
+    with StubServer(handler=biased_judge) as server:
+        backend = OpenAIBackend("judge-model", base_urls=[server.url], constrain="guided-choice")
+        j = Judge(Client(backend, backoff=0.001), Templates(), parse_constitution(MINIMAL))
+        assert j.verdict_path == "constrained"
+
+        async def go():
+            try:
+                return await judge_file(read_candidates(responses), j, tmp_path / "j",
+                                        progress=False)
+            finally:
+                await j.client.aclose()
+
+        asyncio.run(go())
+    assert all(r["guided_choice"] == ["A", "B"] and r["max_tokens"] == 1
+               for r in server.requests)
+    grammar = request_body("m", [Message("user", "q")], Sampling(choices=("A", "B")), "grammar")
+    assert grammar["grammar"] == 'root ::= "A" | "B"'

@@ -77,3 +77,18 @@ def test_judge_reads_logprobs_from_the_server(server, tmp_path):
     assert {o["status"] for o in orders} <= {"logprobs", "text", "unparsed"}
     summary = json.loads((tmp_path / "j" / "summary.json").read_text())
     assert summary["backends"]["openai:smollm2"]["requests"] == 2
+
+
+def test_judge_constrained_by_the_servers_grammar_always_answers(server, tmp_path):
+    responses = tmp_path / "r.jsonl"
+    rows = [("Say hello.", "Hello!", "No."), ("Name a colour.", "Blue.", "I refuse to say.")]
+    responses.write_text("".join(json.dumps({"prompt": q, "responses": [a, b]}) + "\n"
+                                 for q, a, b in rows))
+    cai("judge", "--responses", responses, "--judge", "openai:smollm2", "--base-url", server,
+        "--judge-constrain", "grammar", "--out", tmp_path / "j", "--min-margin", "0")
+    orders = [o for r in read_jsonl(tmp_path / "j" / "comparisons.jsonl")
+              for c in r["comparisons"] for j in c["judgements"]
+              for o in (j["x_first"], j["x_second"])]
+    assert len(orders) == 4
+    assert all(o["path"] == "constrained" and o["raw"] in ("A", "B") for o in orders)
+    assert all(o["status"] == "logprobs" for o in orders)

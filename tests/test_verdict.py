@@ -110,3 +110,18 @@ def test_ensemble_soft_label_and_margin():
     assert margin(0.7) == pytest.approx(0.4)
     assert margin(0.25) == 0.5
     assert margin(0.5) == 0.0
+
+
+def test_a_reply_opening_with_the_article_a_is_not_answer_a():
+    article = [TokenLogprob(t, -0.1, {"A": -0.1, "B": -3.0}) for t in ["A", " good", " reply"]]
+    assert answer_position(article, reasoning=False) is None
+    assert read_verdict(completion("A good reply", article)).status == "unparsed"
+    letter = [TokenLogprob("A", -0.1, {"A": -0.1, "B": -3.0}), TokenLogprob("\n", -0.1)]
+    assert answer_position(letter, reasoning=False) == 0
+
+
+def test_a_verdict_with_one_alternative_listed_is_not_a_clean_one():
+    lone = [TokenLogprob("B", -0.01, {"B": -0.01})]
+    assert p_first_from_logprobs(lone[0]) is None
+    # no logprob verdict: the text is read instead, and says so
+    assert read_verdict(completion("B", lone)) == Verdict(0.0, "text", "B")

@@ -152,6 +152,10 @@ def judge_options(f: Any) -> Any:
                      help="Clamp chain-of-thought probabilities to LO,HI."),
         click.option("--length-control", is_flag=True,
                      help="Tell the judge that length is no virtue."),
+        click.option("--judge-constrain", type=click.Choice(["grammar", "guided-choice"]),
+                     default=None, help="Limit the judge's answer to A or B on an "
+                     "OpenAI-compatible server: llama.cpp's grammar or vLLM's guided choice "
+                     "(local and hf: do so by themselves)."),
         click.option("--seed", default=0, show_default=True),
     ]):
         f = option(f)
@@ -160,7 +164,7 @@ def judge_options(f: Any) -> Any:
 
 def make_judge(*, judge_spec: str, constitution: str | None, principles: str, verdict: str,
                cot: bool, cot_band: str, length_control: bool, seed: int, session: Any,
-               templates: str | None) -> Any:
+               templates: str | None, judge_constrain: str | None = None) -> Any:
     """The Judge that the judge options describe."""
     from cai.constitution import load_constitution
     from cai.paths import resolve_constitution
@@ -168,7 +172,7 @@ def make_judge(*, judge_spec: str, constitution: str | None, principles: str, ve
     from cai.templates import Templates
 
     const = load_constitution(resolve_constitution(constitution)) if constitution else None
-    client = session.client(judge_spec, logprobs=verdict != "text")
+    client = session.client(judge_spec, logprobs=verdict != "text", constrain=judge_constrain)
     settings = JudgeSettings(principles=principles, verdict=verdict, reasoning=cot,
                              band=parse_band(cot_band), length_control=length_control,
                              seed=seed)

@@ -147,6 +147,11 @@ class Client:
         return self.backend.max_top_logprobs
 
     @property
+    def constrains_choices(self) -> bool:
+        """Whether replies can be constrained to given options (Sampling.choices)."""
+        return "choices" in self.backend.sends
+
+    @property
     def identity(self) -> str:
         """The spec, or with the weights' fingerprint or the deployment where it is needed."""
         if self._identity is None:

@@ -78,17 +78,23 @@ def parse_spec(spec: str) -> Spec:
 
 
 def load_backend(spec: str, *, base_urls: Sequence[str] = (), logprobs: bool = False,
-                 lazy: bool = False, concurrency: int = 8) -> Backend:
+                 lazy: bool = False, concurrency: int = 8,
+                 constrain: str | None = None) -> Backend:
     """Make the backend a model spec names. `logprobs` asks for token log-probabilities;
     `lazy` (for dry runs) skips the API key check, since nothing will be sent; `concurrency`
-    sizes HTTP connection pools."""
+    sizes HTTP connection pools; `constrain` says how an OpenAI-compatible server limits a
+    reply to given options (llama.cpp's "grammar", vLLM's "guided-choice")."""
     parsed = parse_spec(spec)
     name, model = parsed.kind.name, parsed.model
+    if constrain is not None and name != "openai":
+        raise CaiError(f"--judge-constrain is for openai: servers; {spec} needs none (local "
+                       "and hf: constrain the answer by themselves)")
     cls: Any = parsed.kind.backend_class()
     if name == "local":
         return cls(model_path=model or None, logprobs=logprobs)  # type: ignore[no-any-return]
     if name in ("openai", "anthropic"):
-        extra = {"pools_per_url": pools_for(concurrency)} if name == "openai" else {}
+        extra = ({"pools_per_url": pools_for(concurrency), "constrain": constrain}
+                 if name == "openai" else {})
         return cls(model, base_urls=base_urls, api_key="dry-run" if lazy else None,  # type: ignore[no-any-return]
                    **extra)
     if name == "fake":

@@ -44,13 +44,15 @@ class Session:
             self._cache = ResponseCache(self.cache_path)
         return self._cache
 
-    def client(self, spec: str, *, logprobs: bool = False) -> Client:
+    def client(self, spec: str, *, logprobs: bool = False,
+               constrain: str | None = None) -> Client:
         """The client for a model spec; the same spec twice gets the same client."""
         for c in self.clients:
             if c.spec == spec:
                 return c
         backend = load_backend(spec, base_urls=split_urls(self.base_urls), logprobs=logprobs,
-                               concurrency=self.limits.concurrency, lazy=self.dry_run)
+                               concurrency=self.limits.concurrency, lazy=self.dry_run,
+                               constrain=constrain)
         price = price_of(backend.spec, load_prices(self.prices_file))
         if price is None and self.budget.max_cost is not None:
             raise CaiError(f"no price known for '{spec}', so --max-cost cannot be kept; add it "

@@ -19,6 +19,7 @@ from cai.constitution import Constitution, Principle
 from cai.errors import BackendError, CaiError
 from cai.models.client import Client
 from cai.stages.verdict import (
+    OPTIONS,
     Verdict,
     orders_agree,
     p_x_from_orders,
@@ -125,10 +126,16 @@ class Judge:
         self.templates = templates
         self.constitution = constitution
         self.settings = settings
-        # Decided once: "logprobs" where asked for and offered. A server that refuses them
-        # anyway moves every later order to the text path; each order records what it used.
-        self.verdict_path = ("logprobs" if settings.verdict != "text"
-                             and client.supports_logprobs else "text")
+        # Decided once: "constrained" where the backend can limit the answer to A or B (so
+        # every order yields P(A) and P(B)), else "logprobs" where offered, else "text". A
+        # server that refuses logprobs anyway moves every later order to the text path; each
+        # order records the path it used.
+        if settings.verdict == "text":
+            self.verdict_path = "text"
+        elif client.constrains_choices and not settings.reasoning:
+            self.verdict_path = "constrained"
+        else:
+            self.verdict_path = "logprobs" if client.supports_logprobs else "text"
         self._logprobs_refused = False
         if constitution is not None and not any(p.judge for p in constitution.principles):
             raise CaiError(f"{constitution.path}: no principle has a 'judge' question; add "
@@ -157,8 +164,10 @@ class Judge:
         path = "text" if self._logprobs_refused else self.verdict_path
         sampling = self.client.sampling(
             temperature=0.0, seed=self.settings.seed, repeat_penalty=None,
-            max_tokens=400 if self.settings.reasoning else 16,  # room for "The answer is: A"
-            top_logprobs=self.client.max_top_logprobs if path == "logprobs" else 0)
+            max_tokens=1 if path == "constrained" else 400 if self.settings.reasoning
+            else 16,  # room for "The answer is: A"
+            top_logprobs=self.client.max_top_logprobs if path != "text" else 0,
+            **({"choices": OPTIONS} if path == "constrained" else {}))
         try:
             completion = await self.client.complete(messages, sampling)
         except BackendError as e:
@@ -166,7 +175,7 @@ class Judge:
                 # Transient, and the client's retries are spent: the whole item fails, goes to
                 # failed.jsonl, and a rerun tries it again. Never recorded as unjudged.
                 raise
-            if path == "logprobs" and "logprob" in str(e).lower():
+            if path != "text" and "logprob" in str(e).lower():
                 self._logprobs_refused = True  # this model or server has none after all
                 return await self.one_order(conversation, first, second, principle, key)
             # Permanent (a 400, a refusal): recorded with its reason; the pair is unjudged.

@@ -61,7 +61,7 @@ def answer_position(tokens: Sequence[TokenLogprob], *, reasoning: bool) -> int |
     found = None
     prefix = ""
     for i, t in enumerate(tokens):
-        if option_of(t.token):
+        if option_of(t.token) and not _is_article(tokens, i):
             opens = not reasoning and not prefix.strip(" \n\t*()[]:.")
             if opens or _ENDS_WITH_ANSWER.search(prefix):
                 if not reasoning:
@@ -71,15 +71,27 @@ def answer_position(tokens: Sequence[TokenLogprob], *, reasoning: bool) -> int |
     return found
 
 
+def _is_article(tokens: Sequence[TokenLogprob], i: int) -> bool:
+    """Whether an "A" is the article of a sentence ("A good reply...") rather than a letter:
+    the next token goes on with a word."""
+    if tokens[i].token.strip() != "A" or i + 1 >= len(tokens):
+        return False
+    following = tokens[i + 1].token
+    return following[:1].isspace() and following.strip()[:1].isalpha()
+
+
 def p_first_from_logprobs(token: TokenLogprob) -> float | None:
     """P(A) at the answer position, normalised over the options.
 
     If only one option is among the listed alternatives, the other's probability is at most
     that of the least likely listed one: we take that bound, which errs towards less
-    confidence rather than certainty.
+    confidence rather than certainty. With fewer than two alternatives listed there is no
+    such bound, and no verdict: the text is read instead.
     """
     alternatives = dict(token.top)
     alternatives.setdefault(token.token, token.logprob)
+    if len(alternatives) < 2:
+        return None
     mass = dict.fromkeys(OPTIONS, 0.0)
     for tok, lp in alternatives.items():
         if (opt := option_of(tok)) is not None:

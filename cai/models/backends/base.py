@@ -23,6 +23,7 @@ class Backend:
     default_sampling: Sampling = Sampling()
     base_url: str | None = None  # the server it talks to, for HTTP backends (the first replica)
     # The Sampling fields this backend really sends to its model; the others it cannot honour.
+    # "choices" here means it can constrain a reply to given options (see Sampling.choices).
     sends: frozenset[str] = frozenset(
         ("temperature", "top_p", "max_tokens", "seed", "repeat_penalty", "stop", "top_logprobs"))
 

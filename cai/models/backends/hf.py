@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cai.chat import Completion, Message, Sampling, Usage, messages_to_dicts
+from cai.chat import Completion, Message, Sampling, TokenLogprob, Usage, messages_to_dicts
 from cai.errors import BackendError, CaiError
 from cai.models.backends.base import Backend
 from cai.models.backends.gather import Batcher, Request
@@ -68,7 +68,8 @@ class HFBackend(Backend):
     """
 
     supports_logprobs = False
-    sends = frozenset(("temperature", "top_p", "max_tokens", "seed", "repeat_penalty", "stop"))
+    sends = frozenset(("temperature", "top_p", "max_tokens", "seed", "repeat_penalty", "stop",
+                       "choices"))
 
     def __init__(self, model: str, *, max_batch: int = MAX_BATCH):
         need_training_extra()
@@ -150,12 +151,9 @@ class HFBackend(Backend):
 
         tokenizer, model = self._model()
         sampling = batch[0][1]
-        texts = [tokenizer.apply_chat_template(messages_to_dicts(messages), tokenize=False,
-                                               add_generation_prompt=True)
-                 for messages, _ in batch]
-        # The chat template already writes the special tokens the model expects.
-        inputs = tokenizer(texts, return_tensors="pt", padding=True,
-                           add_special_tokens=False).to(model.device)
+        inputs = self._inputs(batch)
+        if sampling.choices:
+            return self._choose(inputs, sampling.choices)
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         with torch.inference_mode():
@@ -166,6 +164,36 @@ class HFBackend(Backend):
         stop_ids = _stop_ids(model, tokenizer)
         return [self._completion(tokenizer, ids, n, s, stop_ids)
                 for ids, n, (_, s) in zip(new_tokens, prompt_tokens, batch, strict=True)]
+
+    def _inputs(self, batch: list[Request]) -> Any:
+        """The batch's prompts, chat template applied, left-padded, on the model's device."""
+        tokenizer, model = self._model()
+        texts = [tokenizer.apply_chat_template(messages_to_dicts(messages), tokenize=False,
+                                               add_generation_prompt=True)
+                 for messages, _ in batch]
+        # The chat template already writes the special tokens the model expects.
+        return tokenizer(texts, return_tensors="pt", padding=True,
+                         add_special_tokens=False).to(model.device)
+
+    def _choose(self, inputs: Any, options: Sequence[str]) -> list[Completion]:
+        """Score each option as the first token of each reply, in one forward pass."""
+        import torch
+
+        tokenizer, model = self._model()
+        with torch.inference_mode():
+            logits = model(**inputs).logits[:, -1, :].float()  # left padding: last is real
+        logprobs = torch.log_softmax(logits, dim=-1)
+        # Each option with and without a leading space, whichever the tokenizer prefers.
+        ids = {o: sorted({tokenizer.encode(v, add_special_tokens=False)[0]
+                          for v in (o, " " + o)}) for o in options}
+        prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        answers = []
+        for row, n in zip(logprobs, prompt_tokens, strict=True):
+            scores = {o: float(torch.logsumexp(row[ids[o]], dim=0)) for o in options}
+            best = max(scores, key=scores.__getitem__)
+            answers.append(Completion(best, "stop", Usage(int(n), 1), self.model_name,
+                                      (TokenLogprob(best, scores[best], scores),)))
+        return answers
 
     def _completion(self, tokenizer: Any, ids: list[int], prompt_tokens: int,
                     sampling: Sampling, stop_ids: set[int]) -> Completion:

@@ -21,6 +21,7 @@ class LocalBackend(Backend):
     supports_logprobs = True
     max_top_logprobs = 20
     default_sampling = LOCAL_SAMPLING
+    sends = Backend.sends | {"choices"}
 
     def __init__(self, *, model_path: str | Path | None = None, n_ctx: int = 4096,
                  logprobs: bool = False):
@@ -74,6 +75,8 @@ class LocalBackend(Backend):
 
     def _complete(self, messages: list[Message], sampling: Sampling) -> Completion:
         llm = self._model()
+        if sampling.choices:
+            return self._choose(llm, messages, sampling.choices)
         want_logprobs = sampling.top_logprobs > 0
         if want_logprobs and not self.logits_all:
             raise CaiError("this local model was loaded without logprobs; load it with "
@@ -99,6 +102,38 @@ class LocalBackend(Backend):
             model=self.model_name,
             logprobs=_logprobs(choice.get("logprobs")) if want_logprobs else None,
         )
+
+    def _choose(self, llm: Any, messages: list[Message], options: Sequence[str]) -> Completion:
+        """Score each option as the reply's first token, instead of sampling a reply.
+
+        The prompt is built as `create_chat_completion` builds it (the GGUF's chat template),
+        evaluated once, and each option's probability is read from the next-token
+        distribution: with and without a leading space, which the tokenizer may prefer.
+        """
+        import numpy as np
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise CaiError(f"{self.spec} has no chat template in its GGUF file")
+        formatter = Jinja2ChatFormatter(
+            template=template, eos_token=llm._model.token_get_text(llm.token_eos()),
+            bos_token=llm._model.token_get_text(llm.token_bos()))
+        prompt = formatter(messages=[m.to_dict() for m in messages]).prompt  # type: ignore[misc]
+        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        llm.reset()  # the next eval starts from an empty context, whatever ran before
+        llm.eval(tokens)
+        logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float64)
+        logprobs = logits - (logits.max() + np.log(np.exp(logits - logits.max()).sum()))
+        scores = {}
+        for option in options:
+            ids = {llm.tokenize(v.encode("utf-8"), add_bos=False, special=False)[0]
+                   for v in (option, " " + option)}
+            scores[option] = float(np.logaddexp.reduce([logprobs[i] for i in ids]))
+        best = max(scores, key=scores.__getitem__)
+        return Completion(text=best, finish_reason="stop", usage=Usage(len(tokens), 1),
+                          model=self.model_name,
+                          logprobs=(TokenLogprob(best, scores[best], scores),))
 
     async def aclose(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)

@@ -14,6 +14,7 @@ context, which is costly to build.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +28,8 @@ KEY_VARIABLE = "OPENAI_API_KEY"
 MAX_TOP_LOGPROBS = 20  # OpenAI's cap on alternatives per token
 
 
-def request_body(model: str, messages: Sequence[Message], sampling: Sampling) -> dict[str, Any]:
+def request_body(model: str, messages: Sequence[Message], sampling: Sampling,
+                 constrain: str | None = None) -> dict[str, Any]:
     """The Chat Completions request body; also the `body` of a Batch API line."""
     body: dict[str, Any] = {
         "model": model,
@@ -43,7 +45,24 @@ def request_body(model: str, messages: Sequence[Message], sampling: Sampling) ->
     if sampling.top_logprobs:
         body["logprobs"] = True
         body["top_logprobs"] = min(sampling.top_logprobs, MAX_TOP_LOGPROBS)
+    if sampling.choices:  # only sent to a server that said it can (OpenAIBackend.constrain)
+        body.update(constraint(sampling.choices, constrain))
     return body
+
+
+# How OpenAI-compatible servers constrain a reply to given options, as each documents it:
+# llama.cpp's servers take a GBNF grammar, vLLM's a list of choices.
+CONSTRAINTS = ("grammar", "guided-choice")
+
+
+def constraint(choices: Sequence[str], how: str | None) -> dict[str, Any]:
+    """The request fields that limit a reply to one of `choices`."""
+    if how == "grammar":
+        return {"grammar": "root ::= " + " | ".join(json.dumps(c) for c in choices)}
+    if how == "guided-choice":
+        return {"guided_choice": list(choices)}
+    raise CaiError(f"no way to constrain replies given ({how!r}); use one of "
+                   f"{', '.join(CONSTRAINTS)}")
 
 
 def chat_completion(body: dict[str, Any], model: str) -> Completion:
@@ -84,8 +103,19 @@ class OpenAIBackend(Backend):
     sends = frozenset(("temperature", "top_p", "max_tokens", "seed", "stop", "top_logprobs"))
 
     def __init__(self, model: str, *, base_urls: Sequence[str] = (), api_key: str | None = None,
-                 timeout: float = 120.0, http_client: Any = None, pools_per_url: int = 4):
+                 timeout: float = 120.0, http_client: Any = None, pools_per_url: int = 4,
+                 constrain: str | None = None):
         import openai
+
+        if constrain is not None:
+            if constrain not in CONSTRAINTS:
+                constraint((), constrain)  # the error naming the ways there are
+            if not base_urls:
+                raise CaiError("--judge-constrain is for OpenAI-compatible servers (with "
+                               "--base-url); OpenAI's own API has no such option")
+            # this server can limit a reply to given options: the judge's A or B
+            self.sends = self.sends | {"choices"}
+        self.constrain = constrain
 
         self.spec = f"openai:{model}"
         self.model = model
@@ -122,8 +152,8 @@ class OpenAIBackend(Backend):
 
         try:
             body = await next(self._next).post(
-                "/chat/completions", body=request_body(self.model, messages, sampling),
-                cast_to=object)
+                "/chat/completions", cast_to=object,
+                body=request_body(self.model, messages, sampling, self.constrain))
             if not isinstance(body, dict):
                 raise ValueError("the response body is not a JSON object")
         except Exception as e:
