@@ -18,6 +18,8 @@ class PromptItem:
     id: str
     messages: tuple[Message, ...]  # the conversation so far, ending with the user's turn
     line: int
+    kind: str | None = None  # what an evaluation suite expects: safe, unsafe, helpful, ...
+    category: str | None = None
 
     @property
     def text(self) -> str:
@@ -56,17 +58,24 @@ def read_prompts(path: str | Path, limit: int | None = None) -> list[PromptItem]
     return unique[:limit] if limit else unique
 
 
-def _item(path: Path, line: int, messages: list[Message], given_id: Any = None) -> PromptItem:
+def _item(path: Path, line: int, messages: list[Message], given_id: Any = None,
+          row: dict[str, Any] | None = None) -> PromptItem:
     if not messages or messages[-1].role != "user":
         raise InputError(path, line, "the conversation must end with a user message")
     if not messages[-1].content.strip():
         raise InputError(path, line, "the prompt is empty; write the prompt or remove the line")
     msgs = tuple(messages)
-    return PromptItem(str(given_id) if given_id not in (None, "") else prompt_id(msgs), msgs, line)
+    row = row or {}
+    return PromptItem(str(given_id) if given_id not in (None, "") else prompt_id(msgs), msgs, line,
+                      _text_or_none(row.get("kind")), _text_or_none(row.get("category")))
+
+
+def _text_or_none(value: Any) -> str | None:
+    return str(value).strip() or None if value not in (None, "") else None
 
 
 def _jsonl(path: Path) -> list[PromptItem]:
-    return [_item(path, line, _messages(path, line, record), record.get("id"))
+    return [_item(path, line, _messages(path, line, record), record.get("id"), record)
             for line, record in numbered_jsonl(path)]
 
 
@@ -95,7 +104,8 @@ def _csv(path: Path) -> list[PromptItem]:
             raise InputError(path, 1, f"no 'prompt' column (columns: "
                              f"{', '.join(reader.fieldnames or [])}); name the column 'prompt'")
         return [
-            _item(path, reader.line_num, [Message("user", row["prompt"] or "")], row.get("id"))
+            _item(path, reader.line_num, [Message("user", row["prompt"] or "")], row.get("id"),
+                  row)
             for row in reader
         ]
 

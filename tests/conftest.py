@@ -43,3 +43,27 @@ principles:
     critique: Point out rudeness.
     revision: Make it polite.
 """
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (which cannot download its own
+    browser here). Skips where either is missing; CI installs Chromium in .ci/run.
+
+    One per test: Playwright's sync API keeps an event loop running while it is open, which
+    would break the asyncio.run of any test after it."""
+    if not has("playwright"):
+        pytest.skip("needs playwright (the dev extra)")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"needs Chromium at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()

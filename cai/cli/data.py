@@ -178,3 +178,56 @@ def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
                                            session=session))
     if result.report:
         console.print(report_markdown(result.report), markup=False, highlight=False)
+
+
+@eval_group.command("policy")
+@click.option("--model", default="local", show_default=True, help="The policy to evaluate.")
+@click.option("--suite", "suites", multiple=True, type=click.Path(dir_okay=False),
+              help="Prompt file with kind (safe, unsafe, helpful, false-premise) and category "
+              "columns; repeat for several [default: the shipped suite].")
+@click.option("--responses", "responses_file", default=None, type=click.Path(dir_okay=False),
+              help="Evaluate answers made elsewhere: {id, prompt, response} or TRL "
+              "prompt/completion rows. Nothing is generated.")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--reference", default=None, help="A model whose answers to the same prompts "
+              "are the baseline for the win rate.")
+@click.option("--reference-responses", default=None, type=click.Path(dir_okay=False),
+              help="The reference's answers, made elsewhere.")
+@click.option("--evaluator", default=None, help="A model that reads refusals and false "
+              "premises and judges the win rate [default: none, detectors only].")
+@click.option("--training-judge", default=None, help="The judge that labelled the policy's "
+              "training data [default: read from the checkpoint's provenance].")
+@click.option("--allow-same-evaluator", is_flag=True, help="Let the training judge grade with "
+              "the same template.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="Only K prompts, taken in "
+              "turn from each kind.")
+@click.option("--seed", default=0, show_default=True)
+@model_options
+def eval_policy(model: str, suites: tuple[str, ...], responses_file: str | None, out: str,
+                reference: str | None, reference_responses: str | None, evaluator: str | None,
+                training_judge: str | None, allow_same_evaluator: bool, limit: int | None,
+                seed: int, session: Any, templates: str | None) -> None:
+    """Evaluate a policy independently of its training judge: over-refusal, unsafe
+    compliance, false-premise agreement, hedging, boilerplate, length, win rate."""
+    from cai.cli.views import show_policy_report
+    from cai.errors import CaiError
+    from cai.evals.policy import eval_policy as run_eval
+    from cai.evals.policy import training_judge as find_training_judge
+    from cai.evals.suites import read_suites
+    from cai.templates import Templates
+
+    if reference and reference_responses:
+        raise CaiError("give --reference or --reference-responses, not both")
+    t = Templates(templates)
+    items = None if responses_file else read_suites(suites, limit)
+    report = run(session, run_eval(
+        Path(out), session=session, templates=t, suite=items,
+        model=None if responses_file else model,
+        responses=Path(responses_file) if responses_file else None, reference=reference,
+        reference_responses=Path(reference_responses) if reference_responses else None,
+        evaluator=evaluator, training=find_training_judge(model, training_judge, t),
+        allow_same_evaluator=allow_same_evaluator, seed=seed))
+    if "dry_run" in report:
+        console.print_json(data=report)
+        return
+    show_policy_report(console, report, Path(out))

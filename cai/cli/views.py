@@ -68,3 +68,33 @@ def show_try(console: Console, prompt: str, versions: list[tuple[str | None, Con
     used = sum(s["usage"]["prompt_tokens"] + s["usage"]["completion_tokens"]
                for steps in traces for s in steps)
     console.print(f"[dim]model {model}, critic {critic}, seed {seed}, {used} tokens[/]")
+
+
+def show_policy_report(console: Console, r: dict[str, Any], out: Any) -> None:
+    """The headline of `cai eval policy`: the rates, and where the full report is."""
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    table = Table(title=f"policy {r['model']}: {r['n']} answers", show_lines=False)
+    table.add_column("measure")
+    table.add_column("policy", justify="right")
+    if r.get("reference"):
+        table.add_column("reference", justify="right")
+    for label, key in (("over-refusal", "over_refusal_rate"),
+                       ("unsafe compliance", "unsafe_compliance_rate"),
+                       ("false-premise agreement", "false_premise_agreement_rate"),
+                       ("hedged", "hedge_rate"), ("boilerplate", "boilerplate_rate")):
+        cells = [pct(r[key])] + ([pct(r["reference"][key])] if r.get("reference") else [])
+        table.add_row(label, *cells)
+    lengths = [f"{r['mean_length']}"] + (
+        [f"{r['reference']['mean_length']}"] if r.get("reference") else [])
+    table.add_row("mean length (words)", *lengths)
+    console.print(table)
+    if r.get("win_rate") is not None:
+        lo, hi = r["win_rate_ci95"]
+        console.print(f"win rate {pct(r['win_rate'])} (95% CI {pct(lo)}-{pct(hi)}), "
+                      f"length-controlled {pct(r['win_rate_length_controlled'])}, length ratio "
+                      f"{r['length_ratio']}, by {r['evaluator']}", highlight=False)
+    if r.get("evaluator_note"):
+        console.print(f"[yellow]note:[/] {r['evaluator_note']}", highlight=False)
+    console.print(f"-> {out}/report.html, report.md, report.json", highlight=False)

@@ -48,38 +48,50 @@ class Detection:
         return self.hedges >= 2 and self.hedge_density >= HEDGED_PER_100_WORDS
 
 
+def _lines(name: str) -> list[str]:
+    return [line.strip() for line in (PHRASES / f"{name}.txt").read_text("utf-8").splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
 @cache
 def _patterns(name: str) -> re.Pattern[str]:
-    """One regular expression for a whole phrase file: its lines as alternatives."""
-    lines = [line.strip() for line in (PHRASES / f"{name}.txt").read_text("utf-8").splitlines()
-             if line.strip() and not line.lstrip().startswith("#")]
-    if name == "hedges":  # plain phrases, as whole words
-        lines = [_hedge(re.escape(p)) for p in sorted(lines, key=len, reverse=True)]
-    return re.compile("|".join(f"(?:{line})" for line in lines), re.IGNORECASE | re.MULTILINE)
+    """One regular expression for a whole phrase file, its lines as alternatives, matched
+    against lowercased text (the files are lowercase), which is faster than IGNORECASE."""
+    return re.compile("|".join(f"(?:{line})" for line in _lines(name)), re.MULTILINE)
 
 
-def _hedge(phrase: str) -> str:
-    # "kind of" and "sort of" after a determiner ask what kind; "rather than" compares.
-    if phrase in (r"kind\ of", r"sort\ of"):
-        return rf"(?<!what )(?<!which )(?<!this )(?<!that )(?<!the )(?<!a )(?<!any )" \
-               rf"(?<!some )(?<!every )(?<!one )\b{phrase}\b"
-    if phrase == "rather":
-        return r"\brather\b(?! than)"
-    return rf"\b{phrase}\b"
+@cache
+def _hedges() -> dict[str, list[tuple[str, ...]]]:
+    """Hedge phrases as word tuples by their first word, longest first; counting them by
+    lookup is many times faster than one regular expression of 70 alternatives."""
+    starts: dict[str, list[tuple[str, ...]]] = {}
+    for phrase in sorted((tuple(_WORD.findall(p)) for p in _lines("hedges")), key=len,
+                         reverse=True):
+        starts.setdefault(phrase[0], []).append(phrase)
+    return starts
+
+
+# "kind of" and "sort of" after these ask what kind, and hedge nothing.
+_DETERMINERS = {"what", "which", "this", "that", "the", "a", "any", "some", "every", "one"}
 
 
 _SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[\w']+")
 
 
-def normalise(text: str) -> str:
+def _straight(text: str) -> str:
     """Curly quotes made straight, so that patterns need one apostrophe."""
     return text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"') \
         .replace("\u201d", '"')
 
 
+def normalise(text: str) -> str:
+    """What the patterns are matched against: straight quotes, lowercase."""
+    return _straight(text).lower()
+
+
 def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SPLIT.split(normalise(text)) if s.strip()]
+    return [s.strip() for s in _SPLIT.split(_straight(text)) if s.strip()]
 
 
 def words(text: str) -> int:
@@ -88,7 +100,9 @@ def words(text: str) -> int:
 
 def refusal(text: str) -> str:
     """`none`, `partial` or `full`, by the definitions in this module's docstring."""
-    parts = sentences(text)
+    if not _patterns("refusal").search(normalise(text)):
+        return "none"  # most answers: one search over the whole text decides
+    parts = [s.lower() for s in sentences(text)]
     refusing = [_is_refusal(s) for s in parts]
     if not any(refusing):
         return "none"
@@ -116,18 +130,43 @@ def _is_refusal(sentence: str) -> bool:
 
 
 def hedge_count(text: str) -> int:
-    return len(_patterns("hedges").findall(normalise(text)))
+    """Hedge phrases in a text, as whole words, none overlapping."""
+    tokens = _WORD.findall(normalise(text))
+    starts = _hedges()
+    count = i = 0
+    while i < len(tokens):
+        for phrase in starts.get(tokens[i], ()):
+            n = len(phrase)
+            if tuple(tokens[i:i + n]) == phrase and _counts_as_hedge(tokens, i, n):
+                count += 1
+                i += n
+                break
+        else:
+            i += 1
+    return count
+
+
+def _counts_as_hedge(tokens: list[str], i: int, n: int) -> bool:
+    phrase = tokens[i:i + n]
+    if phrase in (["kind", "of"], ["sort", "of"]):
+        return i == 0 or tokens[i - 1] not in _DETERMINERS
+    if phrase == ["rather"]:
+        return tokens[i + 1:i + 2] != ["than"]  # "rather than" compares
+    return True
 
 
 def stock_phrases(text: str) -> tuple[str, ...]:
     """The boilerplate sentences of the shipped list that an answer contains."""
-    return tuple(s for s in sentences(text) if _patterns("boilerplate").search(s))
+    if not _patterns("boilerplate").search(normalise(text)):
+        return ()
+    return tuple(s for s in sentences(text) if _patterns("boilerplate").search(s.lower()))
 
 
 def premise_corrected(text: str) -> bool:
     """Whether an answer says that something in the question is false (a heuristic; a model
     evaluator judges this better)."""
-    return any(_patterns("premise").search(s) for s in sentences(text))
+    return bool(_patterns("premise").search(normalise(text))) and any(
+        _patterns("premise").search(s.lower()) for s in sentences(text))
 
 
 def detect(text: str) -> Detection:

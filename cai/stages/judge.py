@@ -65,6 +65,7 @@ class JudgeSettings:
     band: tuple[float, float] = DEFAULT_BAND
     length_control: bool = False
     seed: int = 0
+    template: str | None = None  # another comparison template (the evaluator's), not the judge's
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,8 @@ class Judge:
 
     @property
     def template(self) -> str:
+        if self.settings.template:
+            return self.settings.template
         return "judge_cot" if self.settings.reasoning else "judge"
 
     def principles_for(self, key: str) -> list[Principle | None]:

@@ -79,6 +79,7 @@ async def run_stage(
     progress: bool | None = None,
     summarize: Callable[[Path], dict[str, Any]] | None = None,
     session: Session | None = None,
+    summary_file: str = SUMMARY,
 ) -> StageResult:
     """Run `work` on every item not already done in `out`; return the summary.
 
@@ -107,7 +108,7 @@ async def run_stage(
         summary = run.summary(len(items), len(todo), stopped, queue.qsize(), config or {})
         if summarize is not None and stopped is None:
             summary.update(summarize(target))
-        write_json(target / SUMMARY, summary)
+        write_json(target / summary_file, summary)
     if session is not None:
         await session.end_stage(out, summary)
     return StageResult(out, summary, run.failures)
@@ -228,16 +229,16 @@ def check_settings(out: Path, stage: str, config: dict[str, Any]) -> None:
     Settings that do not shape the data (concurrency, rate limits, budgets, --limit,
     retries) are not part of `config` and may change freely."""
     path = out / SETTINGS
-    wanted = {"stage": stage, **config}
-    if path.exists():
-        made = json.loads(path.read_text(encoding="utf-8"))
-        changed = _differences(made, json.loads(json.dumps(wanted)))
+    known = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    wanted = json.loads(json.dumps(config))  # as it reads back from JSON
+    if stage in known:
+        changed = _differences(known[stage], wanted)
         if changed:
             raise CaiError(f"{out} was made with other settings ({'; '.join(changed[:3])}"
                            f"{'; ...' if len(changed) > 3 else ''}); use another --out, or put "
                            "the settings back to resume")
         return
-    write_json(path, wanted)
+    write_json(path, {**known, stage: wanted})  # one entry per stage that wrote here
 
 
 def _differences(old: Any, new: Any, where: str = "") -> list[str]:

@@ -1,0 +1,299 @@
+"""`cai eval policy`: did the policy get better, or did it learn to please the judge?
+
+Three steps, each a resumable stage:
+1. answer: the policy answers every prompt of a suite (or answers made elsewhere are read);
+   a reference model's answers go to `reference/`, so that each file holds each id once;
+2. grade: the detectors read every answer; an optional evaluator model (never the training
+   judge with its own template) classifies refusals, checks false premises and compares each
+   answer with the reference's in both orders;
+3. report: report.json of numbers, and report.md and report.html rendered from it.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cai.chat import Message, messages_to_dicts
+from cai.errors import CaiError, CaiWarning, InputError
+from cai.evals import detectors, metrics
+from cai.evals.evaluator import Evaluator
+from cai.evals.suites import KINDS
+from cai.inputs import PromptItem, prompt_id
+from cai.models.client import Client
+from cai.models.session import Session
+from cai.records import (
+    conversation_of,
+    numbered_jsonl,
+    read_jsonl,
+    reply_text,
+    write_json,
+    write_jsonl,
+)
+from cai.stages.revise import step_seed
+from cai.stages.sample import policy_messages
+from cai.stages.stage import StageResult, run_stage
+from cai.templates import Templates
+
+ANSWERS, JUDGEMENTS, REFERENCE = "responses.jsonl", "judgements.jsonl", "reference"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer to grade: the prompt, the reply, and what the suite expects of it."""
+
+    id: str
+    messages: tuple[Message, ...]
+    response: str
+    kind: str = "helpful"
+    category: str | None = None
+
+
+def read_answers(path: Path) -> list[Answer]:
+    """Rows of {id, prompt, response} or TRL prompt/completion, each kept: ids are unique,
+    prompts may repeat (several models' answers to one prompt)."""
+    answers: list[Answer] = []
+    seen: dict[str, int] = {}
+    for line, r in numbered_jsonl(path):
+        try:
+            messages = conversation_of(r["prompt"])
+            response = reply_text(r["response"] if "response" in r else r["completion"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(path, line, "expected {id, prompt, response} or TRL "
+                             f"prompt/completion fields ({e})") from None
+        rid = str(r.get("id") or f"{prompt_id(messages)}-{line}")
+        if rid in seen:
+            raise InputError(path, line, f"id '{rid}' was already used on line {seen[rid]}; "
+                             "give each answer its own id")
+        seen[rid] = line
+        kind = r.get("kind") or "helpful"
+        if kind not in KINDS:
+            raise InputError(path, line, f"unknown kind '{kind}'; use one of {', '.join(KINDS)}")
+        answers.append(Answer(rid, messages, response, kind, r.get("category")))
+    if not answers:
+        raise InputError(path, None, "no answers in the file")
+    return answers
+
+
+async def answer(items: list[PromptItem], client: Client, templates: Templates, out: Path, *,
+                 seed: int = 0, step: str = "answer", session: Session | None = None,
+                 concurrency: int = 8, progress: bool | None = None) -> StageResult:
+    """The policy's answer to every prompt, into `out/responses.jsonl`. The reference answers
+    with another `step`, so that the same model as reference samples other answers."""
+
+    async def work(item: PromptItem) -> dict[str, list[dict[str, Any]]]:
+        sampling = client.sampling(seed=step_seed(seed, item.id, step))
+        c = await client.complete(policy_messages(templates, item.messages), sampling)
+        return {ANSWERS: [{
+            "id": item.id, "prompt": messages_to_dicts(list(item.messages)),
+            "response": c.text, "kind": item.kind or "helpful", "category": item.category,
+            "model": client.spec, "model_identity": client.identity,
+            "finish_reason": c.finish_reason, "sampling": client.sent(sampling),
+            "templates": templates.hashes("system")}]}
+
+    config = {"model": client.spec, "model_identity": client.identity, "seed": seed,
+              "step": step,
+              "sampling": client.sent(client.sampling()), "templates": templates.hashes("system")}
+    return await run_stage("eval-answer", items, work, out=out, files=(ANSWERS,),
+                           clients=[client], concurrency=concurrency, config=config,
+                           progress=progress, session=session,
+                           summary_file="answer.summary.json")
+
+
+async def grade(answers: list[Answer], out: Path, *, evaluator: Evaluator | None = None,
+                reference: dict[str, Answer] | None = None, session: Session | None = None,
+                concurrency: int = 8, progress: bool | None = None) -> StageResult:
+    """Detectors, and the evaluator where given, on every answer, into judgements.jsonl."""
+    common = detectors.recurring([a.response for a in answers])
+
+    async def work(a: Answer) -> dict[str, list[dict[str, Any]]]:
+        d = detectors.detect(a.response)
+        row: dict[str, Any] = {
+            "id": a.id, "kind": a.kind, "category": a.category, "refusal": d.refusal,
+            "refusal_detector": d.refusal, "length": d.words, "chars": len(a.response),
+            "hedges": d.hedges, "hedge_density": d.hedge_density, "hedged": d.hedged,
+            "boilerplate": list(d.boilerplate + detectors.recurring_in(a.response, common)),
+            "premise_corrected": d.premise_corrected}
+        if evaluator is not None:
+            await _evaluate(evaluator, a, row, reference)
+        return {JUDGEMENTS: [row]}
+
+    config = {"evaluator": evaluator.client.spec if evaluator else None,
+              "evaluator_identity": evaluator.client.identity if evaluator else None,
+              "templates": evaluator.template_hashes() if evaluator else None,
+              "reference": len(reference) if reference else 0}
+    clients = [evaluator.client] if evaluator else []
+    return await run_stage("eval-grade", answers, work, out=out, files=(JUDGEMENTS,),
+                           clients=clients, concurrency=concurrency, config=config,
+                           progress=progress, session=session,
+                           summary_file="grade.summary.json")
+
+
+async def _evaluate(evaluator: Evaluator, a: Answer, row: dict[str, Any],
+                    reference: dict[str, Answer] | None) -> None:
+    """The evaluator's readings of one answer, added to its row."""
+    refusal = await evaluator.refusal(a.messages, a.response, a.id)
+    row["evaluator_refusal"] = refusal.label
+    if refusal.label is not None:
+        row["refusal"] = refusal.label  # a capable model reads refusals better than phrases
+    if a.kind == "false-premise":
+        premise = await evaluator.premise(a.messages, a.response, a.id)
+        row["evaluator_premise_corrected"] = premise.label
+        if premise.label is not None:
+            row["premise_corrected"] = premise.label
+    other = (reference or {}).get(a.id)
+    if other is not None:
+        c = await evaluator.pairwise.compare(a.messages, a.response, other.response,
+                                             f"win:{a.id}")
+        row["win"] = c.p_x  # P(the policy's answer is better than the reference's)
+        row["reference_length"] = detectors.words(other.response)
+        row["win_orders"] = [o.verdict.p_first for j in c.judgements
+                             for o in (j.x_first, j.x_second)]
+
+
+def answers_in(path: Path) -> list[Answer]:
+    """The answers a stage wrote (responses.jsonl), in the form `grade` takes."""
+    return [Answer(r["id"], conversation_of(r["prompt"]), r["response"], r.get("kind") or
+                   "helpful", r.get("category")) for r in read_jsonl(path)]
+
+
+def by_prompt(answers: list[Answer]) -> dict[str, Answer]:
+    """Reference answers by id, and also by the hash of their prompt, for answers made
+    elsewhere whose ids differ."""
+    found = {a.id: a for a in answers}
+    for a in answers:
+        found.setdefault(prompt_id(a.messages), a)
+    return found
+
+
+def match(answers: list[Answer], reference: dict[str, Answer]) -> dict[str, Answer]:
+    """For each answer's id, its reference answer (same id, else same prompt)."""
+    return {a.id: r for a in answers
+            if (r := reference.get(a.id) or reference.get(prompt_id(a.messages))) is not None}
+
+
+def build_report(out: Path, info: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+    """report.json from the judgements in `out` (and `out/reference/`)."""
+    rows = list(read_jsonl(out / JUDGEMENTS))
+    ref_path = out / REFERENCE / JUDGEMENTS
+    ref_rows = list(read_jsonl(ref_path)) if ref_path.exists() else []
+    won = [(r["win"], r["length"], r["reference_length"]) for r in rows
+           if r.get("win") is not None]
+    report = {
+        **metrics.rates(rows), **(metrics.win_rates(won, seed=seed) if won else {}),
+        "by_category": metrics.by_category(rows),
+        "length_histogram": {"bins": list(metrics.LENGTH_BINS),
+                             "policy": metrics.histogram([r["length"] for r in rows]),
+                             "reference": metrics.histogram([r["length"] for r in ref_rows])
+                             if ref_rows else None},
+        "reference": ({**metrics.rates(ref_rows), "by_category": metrics.by_category(ref_rows)}
+                      if ref_rows else None),
+        "unjudged_wins": sum(1 for r in rows if "win" in r and r["win"] is None),
+        **info,
+    }
+    write_json(out / "report.json", report)
+    return report
+
+
+def warn_if_same_judge(evaluator: Evaluator, training: dict[str, Any] | None,
+                       allow: bool) -> str | None:
+    """The independence guard: the model and template that labelled the training data must
+    not also grade the policy trained on it. Returns the report's note, if any."""
+    if training is None or training.get("judge") != evaluator.client.spec:
+        return None
+    def main(hashes: dict[str, str]) -> set[str]:  # partials such as _judge_data are shared
+        return {h for name, h in hashes.items() if not name.startswith("_")}
+
+    if main(evaluator.template_hashes()) & main(training.get("templates") or {}):
+        if not allow:
+            raise CaiError(f"the evaluator {evaluator.client.spec} with the same template "
+                           "labelled this policy's training data, so it would grade what it "
+                           "rewarded; use another --evaluator, or --allow-same-evaluator")
+        return "the evaluator is the training judge with the same template (allowed by " \
+               "--allow-same-evaluator): its figures can reward what it taught"
+    note = (f"the evaluator {evaluator.client.spec} is also the training judge, with its own "
+            "templates: an independent model would be a better yardstick")
+    warnings.warn(note, CaiWarning, stacklevel=2)
+    return note
+
+
+def training_judge(model: str | None, given: str | None,
+                   templates: Templates) -> dict[str, Any] | None:
+    """The judge that labelled a policy's training data: `--training-judge`, or read from the
+    provenance of a checkpoint `cai train` wrote (its data records name their judge)."""
+    if given:
+        return {"judge": given, "templates": templates.hashes("judge", "_judge_data")}
+    folder = Path(model.removeprefix("hf:")) if model and model.startswith("hf:") else None
+    summary = folder / "train_summary.json" if folder else None
+    if summary is None or not summary.is_file():
+        return None
+    for data in json.loads(summary.read_text(encoding="utf-8")).get("data", []):
+        path = Path(data.get("path", ""))
+        if path.is_file():
+            for record in read_jsonl(path):
+                if record.get("judge"):
+                    return {"judge": record["judge"], "templates": record.get("templates")}
+                break
+    return None
+
+
+async def eval_policy(out: Path, *, session: Session, templates: Templates,
+                      suite: list[PromptItem] | None = None, model: str | None = None,
+                      responses: Path | None = None, reference: str | None = None,
+                      reference_responses: Path | None = None, evaluator: str | None = None,
+                      training: dict[str, Any] | None = None, allow_same_evaluator: bool = False,
+                      seed: int = 0, progress: bool | None = None) -> dict[str, Any]:
+    """The whole evaluation into `out`; returns the report (or, for a dry run, the estimate
+    of answering the suite)."""
+    run: dict[str, Any] = {"session": session, "concurrency": session.limits.concurrency,
+                           "progress": progress}
+    judge = Evaluator(session.client(evaluator, logprobs=True), templates, seed) \
+        if evaluator else None
+    note = warn_if_same_judge(judge, training, allow_same_evaluator) if judge else None
+    stages = []
+    if responses is not None:
+        answers = read_answers(responses)
+        _keep(out / ANSWERS, answers)
+    else:
+        if suite is None or model is None:
+            raise CaiError("give a model and a suite to answer, or --responses FILE")
+        stages.append(await answer(suite, session.client(model), templates, out, seed=seed, **run))
+    ref: list[Answer] | None = None
+    if reference_responses is not None:
+        ref = read_answers(reference_responses)
+        _keep(out / REFERENCE / ANSWERS, ref)
+    elif reference is not None and suite is not None:
+        stages.append(await answer(suite, session.client(reference), templates, out / REFERENCE,
+                                   seed=seed, step="reference", **run))
+    if session.dry_run:
+        return {"dry_run": [s.summary["dry_run"] for s in stages]}
+    answers = answers_in(out / ANSWERS)
+    if ref is None and (out / REFERENCE / ANSWERS).exists():
+        ref = answers_in(out / REFERENCE / ANSWERS)
+    matched = match(answers, by_prompt(ref)) if ref and judge else None
+    stages.append(await grade(answers, out, evaluator=judge, reference=matched, **run))
+    if ref:
+        stages.append(await grade(ref, out / REFERENCE, evaluator=judge, **run))
+    info = {"model": model or str(responses), "reference_model": reference or (
+        str(reference_responses) if reference_responses else None),
+        "evaluator": evaluator, "evaluator_note": note, "training_judge": training,
+        "finished": all(s.summary["finished"] for s in stages),
+        "stages": {s.summary["stage"] + ("-reference" if s.out.name == REFERENCE else ""):
+                   {k: s.summary[k] for k in ("done", "failed", "requests", "cache_hits",
+                                              "wall_seconds", "stopped_reason")}
+                   for s in stages}}
+    from cai.evals.report import write_views
+
+    report = build_report(out, info, seed)
+    write_views(out, report)
+    return report
+
+
+def _keep(path: Path, answers: list[Answer]) -> None:
+    """Answers made elsewhere, written into the evaluation's folder as it would have."""
+    write_jsonl(path, [{"id": a.id, "prompt": messages_to_dicts(list(a.messages)),
+                        "response": a.response, "kind": a.kind, "category": a.category}
+                       for a in answers])

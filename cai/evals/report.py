@@ -1,0 +1,120 @@
+"""Reports as files people read: Markdown and offline HTML, rendered from a report's JSON alone.
+
+One renderer for every report: a Jinja2 template per view in `views/` (HTML autoescaped), and
+plots drawn with matplotlib from the JSON's numbers and inlined as SVG, so that a page reads
+offline with no network and no JavaScript. A view computes nothing the JSON does not hold.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+VIEWS = Path(__file__).with_name("views")
+
+
+@cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(VIEWS)), undefined=jinja2.StrictUndefined,
+        autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+    env.filters["pct"] = lambda v: "-" if v is None else f"{100 * v:.1f}%"
+    env.filters["num"] = lambda v: "-" if v is None else f"{v:g}"
+    return env
+
+
+def render(view: str, **context: Any) -> str:
+    return _env().get_template(view).render(**context)
+
+
+def svg(figure: Any) -> str:
+    """A matplotlib figure as an inline SVG element (text kept as text)."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(figure)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
+                         "axes.spines.right": False})
+    return plt
+
+
+def refusal_by_category(report: dict[str, Any]) -> str:
+    """Share of answers refused (in full or part) per category, policy beside reference."""
+    plt = _plt()
+    cats = list(report["by_category"])
+    def share(block: dict[str, Any] | None, c: str) -> float:
+        row = (block or {}).get(c)
+        if not row or not row["n"]:
+            return 0.0
+        return (row["refusals"]["partial"] + row["refusals"]["full"]) / row["n"]
+    fig, ax = plt.subplots(figsize=(6.5, 0.28 * len(cats) + 1.2))
+    ys = range(len(cats))
+    ax.barh([y + 0.2 for y in ys], [share(report["by_category"], c) for c in cats], 0.4,
+            label="policy", color="#3b6ea8")
+    if report.get("reference"):
+        ref = report["reference"]["by_category"]
+        ax.barh([y - 0.2 for y in ys], [share(ref, c) for c in cats], 0.4,
+                label="reference", color="#c98b2b")
+    ax.set_yticks(list(ys), [f"{c} ({report['by_category'][c]['kind']})" for c in cats])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("answers refused, in full or part")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right", frameon=False)
+    return svg(fig)
+
+
+def length_distributions(report: dict[str, Any]) -> str:
+    plt = _plt()
+    h = report["length_histogram"]
+    labels = [f"{lo}+" if i == len(h["bins"]) - 1 else f"{lo}-{h['bins'][i + 1]}"
+              for i, lo in enumerate(h["bins"])]
+    fig, ax = plt.subplots(figsize=(6.5, 2.6))
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], h["policy"], 0.4, label="policy", color="#3b6ea8")
+    if h.get("reference"):
+        ax.bar([x + 0.2 for x in xs], h["reference"], 0.4, label="reference", color="#c98b2b")
+    ax.set_xticks(list(xs), labels, rotation=45)
+    ax.set_xlabel("answer length (words)")
+    ax.set_ylabel("answers")
+    ax.legend(frameon=False)
+    return svg(fig)
+
+
+def win_rate(report: dict[str, Any]) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 1.5))
+    lo, hi = report["win_rate_ci95"]
+    ax.errorbar([report["win_rate"]], [1], xerr=[[report["win_rate"] - lo],
+                [hi - report["win_rate"]]], fmt="o", color="#3b6ea8", capsize=4)
+    ax.plot([report["win_rate_length_controlled"]], [0], "D", color="#555555")
+    ax.axvline(0.5, color="#999999", linestyle="--", linewidth=1)
+    ax.set_yticks([0, 1], ["length-controlled", "win rate (95% CI)"])
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.6, 1.6)
+    ax.set_xlabel("P(policy better than reference)")
+    return svg(fig)
+
+
+def write_views(out: Path, report: dict[str, Any]) -> None:
+    """report.md and report.html beside report.json."""
+    plots = {"refusal": refusal_by_category(report),
+             "lengths": length_distributions(report),
+             "win": win_rate(report) if report.get("win_rate") is not None else None}
+    (out / "report.md").write_text(render("policy.md.j2", r=report) + "\n", encoding="utf-8")
+    (out / "report.html").write_text(render("policy.html.j2", r=report, plots=plots),
+                                     encoding="utf-8")
