@@ -224,3 +224,14 @@ def test_the_embedded_model_against_itself_as_reference_and_evaluator(six, tmp_p
     theirs = {a["id"]: a["response"] for a in read_jsonl(out / "reference" / "responses.jsonl")}
     assert ours != theirs  # the reference samples its own answers
     assert "win rate" in result.stdout
+
+
+def test_a_reference_model_answers_the_prompts_of_answers_made_elsewhere(answers, tmp_path):
+    out = tmp_path / "e"
+    result = cai("eval", "policy", "--responses", answers, "--reference", "fake:echo",
+                 "--evaluator", "fake:fixed:B", "--out", out, "--no-cache")
+    assert result.returncode == 0, result.stderr
+    reference = list(read_jsonl(out / "reference" / "responses.jsonl"))
+    assert len(reference) == len(ANSWERS) and all(r["model"] == "fake:echo" for r in reference)
+    r = json.loads((out / "report.json").read_text())
+    assert r["pairs"] == len(ANSWERS) and r["win_rate"] == 0.5  # "B" in both orders: ties

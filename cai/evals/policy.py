@@ -265,9 +265,10 @@ async def eval_policy(out: Path, *, session: Session, templates: Templates,
     if reference_responses is not None:
         ref = read_answers(reference_responses)
         _keep(out / REFERENCE / ANSWERS, ref)
-    elif reference is not None and suite is not None:
-        stages.append(await answer(suite, session.client(reference), templates, out / REFERENCE,
-                                   seed=seed, step="reference", **run))
+    elif reference is not None:
+        prompts = suite if suite is not None else _prompts_of(answers)
+        stages.append(await answer(prompts, session.client(reference), templates,
+                                   out / REFERENCE, seed=seed, step="reference", **run))
     if session.dry_run:
         return {"dry_run": [s.summary["dry_run"] for s in stages]}
     answers = answers_in(out / ANSWERS)
@@ -290,6 +291,12 @@ async def eval_policy(out: Path, *, session: Session, templates: Templates,
     report = build_report(out, info, seed)
     write_views(out, report)
     return report
+
+
+def _prompts_of(answers: list[Answer]) -> list[PromptItem]:
+    """Each prompt of answers made elsewhere once, for a reference model to answer."""
+    unique = {prompt_id(a.messages): a for a in reversed(answers)}
+    return [PromptItem(pid, a.messages, 0, a.kind, a.category) for pid, a in unique.items()]
 
 
 def _keep(path: Path, answers: list[Answer]) -> None:
