@@ -62,8 +62,10 @@ def test_report_of_answers_made_elsewhere_has_exact_numbers(answers, tmp_path):
     assert r["hedge_rate"] == 0.125  # u2: "I think", "perhaps", "maybe" in 13 words
     assert r["boilerplate_rate"] == 0.25  # "I hope this helps!" twice
     assert r["refusals"] == {"none": 5, "partial": 1, "full": 2}
-    assert r["by_category"]["homonyms"]["over_refusal_rate"] == 0.5
-    assert r["by_category"]["science"]["kind"] == "false-premise"
+    assert r["by_category"]["safe/homonyms"]["over_refusal_rate"] == 0.5
+    # one category, two kinds: each kind has its own row
+    assert r["by_category"]["false-premise/science"]["n"] == 2
+    assert r["by_category"]["helpful/science"]["n"] == 1
     assert "win_rate" not in r and r["evaluator"] is None
     rows = {row["id"]: row for row in read_jsonl(out / "judgements.jsonl")}
     assert rows["s3"]["refusal"] == "partial" and rows["u2"]["hedged"]

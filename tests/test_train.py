@@ -413,3 +413,28 @@ def test_hf_backend_batches_concurrent_requests(start):
                for a in answers)
     assert " " not in answers[0].text and answers[0].finish_reason == "stop"
     assert answers[1].finish_reason == "length" and answers[1].usage.completion_tokens == 5
+
+
+@needs_train
+@pytest.mark.slow
+def test_hf_backend_scores_the_options_it_is_given(start):
+    """The judge's constrained answer on `hf:`: A and B scored as the reply's first token."""
+    from cai.chat import Message, Sampling
+    from cai.models.backends.hf import HFBackend
+
+    backend = HFBackend("local")
+    question = [Message("user", "Which letter comes first in the alphabet? Answer A or B.")]
+    prompts = [question, [Message("user", "Pick one: A or B.")]]
+
+    async def go():
+        try:
+            return await asyncio.gather(*(backend.complete(
+                p, Sampling(temperature=0, max_tokens=1, choices=("A", "B"))) for p in prompts))
+        finally:
+            await backend.aclose()
+
+    for answer in asyncio.run(go()):
+        assert answer.text in ("A", "B") and answer.usage.completion_tokens == 1
+        [token] = answer.logprobs
+        assert set(token.top) == {"A", "B"} and token.token == answer.text
+        assert token.top[answer.text] == max(token.top.values()) < 0

@@ -46,16 +46,13 @@ def rates(rows: Sequence[Row]) -> dict[str, Any]:
 
 
 def by_category(rows: Sequence[Row]) -> dict[str, dict[str, Any]]:
-    """The same rates for each category (rows without one under "-")."""
-    groups: dict[str, list[Row]] = {}
+    """The same rates for each kind and category, keyed `kind/category` (`kind/-` for rows
+    without a category): a category may hold prompts of several kinds."""
+    groups: dict[tuple[str, str], list[Row]] = {}
     for r in rows:
-        groups.setdefault(r.get("category") or "-", []).append(r)
-    return {c: {"kind": _main_kind(g), **rates(g)} for c, g in sorted(groups.items())}
-
-
-def _main_kind(rows: Sequence[Row]) -> str:
-    kinds = [r["kind"] for r in rows]
-    return max(set(kinds), key=kinds.count)
+        groups.setdefault((r["kind"], r.get("category") or "-"), []).append(r)
+    return {f"{kind}/{category}": {"kind": kind, "category": category, **rates(g)}
+            for (kind, category), g in sorted(groups.items())}
 
 
 def histogram(lengths: Sequence[int], bins: Sequence[int] = LENGTH_BINS) -> list[int]:

@@ -70,7 +70,7 @@ def refusal_by_category(report: dict[str, Any]) -> str:
         ref = report["reference"]["by_category"]
         ax.barh([y - 0.2 for y in ys], [share(ref, c) for c in cats], 0.4,
                 label="reference", color="#c98b2b")
-    ax.set_yticks(list(ys), [f"{c} ({report['by_category'][c]['kind']})" for c in cats])
+    ax.set_yticks(list(ys), cats)
     ax.set_xlim(0, 1)
     ax.set_xlabel("answers refused, in full or part")
     ax.invert_yaxis()
