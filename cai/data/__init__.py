@@ -1,0 +1,1 @@
+"""The data layer: prompt and record files cleaned for training (`cai data ...`)."""
