@@ -142,3 +142,49 @@ def test_bad_mixes_write_nothing(tmp_path, parts, message, monkeypatch):
     result = cai("data", "mix", *parts, *n, "--out", "o.jsonl")
     assert result.exit_code != 0 and message in str(result.exception)
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def revise_args(prompts, out, *extra):
+    return ["revise", "--prompts", prompts, "--model", "fake:echo", "--rounds", "1",
+            "--no-cache", "--out", out, *extra]
+
+
+@pytest.fixture
+def prompts(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_text("".join(f"Question number {i}?\n" for i in range(12)))
+    return path
+
+
+def test_shards_merged_equal_one_run(prompts, tmp_path):
+    assert cai(*revise_args(prompts, tmp_path / "whole")).exit_code == 0
+    for k in (1, 2, 3):
+        result = cai(*revise_args(prompts, tmp_path / f"s{k}", "--shard", f"{k}/3"))
+        assert result.exit_code == 0, result.output
+    sizes = [len(list(read_jsonl(tmp_path / f"s{k}" / "sft.jsonl"))) for k in (1, 2, 3)]
+    assert sum(sizes) == 12 and all(sizes)  # every prompt in exactly one shard
+    result = cai("data", "merge", *(tmp_path / f"s{k}" for k in (1, 2, 3)), "--out",
+                 tmp_path / "merged")
+    assert result.exit_code == 0, result.output
+    for name in ("sft.jsonl", "prefs.jsonl", "trace.jsonl"):
+        def lines(folder, name=name):
+            return sorted((tmp_path / folder / name).read_text().splitlines())
+        assert lines("merged") == lines("whole"), name
+
+
+def test_merge_refuses_a_missing_shard_and_other_settings(prompts, tmp_path):
+    for k in (1, 2):
+        cai(*revise_args(prompts, tmp_path / f"s{k}", "--shard", f"{k}/3"))
+    missing = cai("data", "merge", tmp_path / "s1", tmp_path / "s2", "--out", tmp_path / "m")
+    assert "shards 1/3, 2/3 given" in str(missing.exception)
+    cai(*revise_args(prompts, tmp_path / "s3", "--shard", "3/3", "--seed", "9"))
+    other = cai("data", "merge", *(tmp_path / f"s{k}" for k in (1, 2, 3)), "--out",
+                tmp_path / "m")
+    assert "was made with other settings" in str(other.exception)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("spec", ["3/2", "0/4", "a/b", "2"])
+def test_a_bad_shard_is_one_error(prompts, tmp_path, spec):
+    result = cai(*revise_args(prompts, tmp_path / "o", "--shard", spec))
+    assert f"--shard {spec}: give K/N with 1 <= K <= N" in str(result.exception)

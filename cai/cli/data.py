@@ -9,6 +9,7 @@ import click
 
 from cai.cli.options import (
     CONSTITUTION_HELP,
+    SHARD,
     calibration_line,
     console,
     judge_options,
@@ -33,10 +34,11 @@ from cai.cli.options import (
 @click.option("--limit", default=None, type=click.IntRange(1), help="Only the first K prompts.")
 @click.option("--seed", default=0, show_default=True, help="Seeds principle choice and sampling.")
 @click.option("--principle", default=None, help="Use this principle id for every round.")
+@SHARD
 @model_options
 def revise(prompts_file: str, constitution: str, model: str, critic_model: str | None,
            rounds: int, out: str, limit: int | None, seed: int, principle: str | None,
-           session: Any, templates: str | None) -> None:
+           shard: str | None, session: Any, templates: str | None) -> None:
     """Critique and revise answers under a constitution: SFT and preference data."""
     from cai.constitution import load_constitution
     from cai.inputs import read_prompts
@@ -47,11 +49,15 @@ def revise(prompts_file: str, constitution: str, model: str, critic_model: str |
     const = load_constitution(resolve_constitution(constitution))
     if principle:
         const.principle(principle)
-    items = read_prompts(prompts_file, limit)
+    from cai.data.shard import mark, take
+
+    items = take(read_prompts(prompts_file, limit), shard)
     reviser = Reviser(const, session.client(model), session.client(critic_model or model),
                       Templates(templates), rounds=rounds, seed=seed, principle=principle)
     run_and_report(session, revise(items, reviser, Path(out),
                                    concurrency=session.limits.concurrency, session=session))
+    if not session.dry_run:
+        mark(Path(out), shard)
 
 
 @click.command("try")
@@ -98,18 +104,23 @@ def try_(constitution: str, prompt_text: str, principle: str | None, compare: st
 @click.option("--temperature", default=None, type=float, help="[default: the model's own]")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--limit", default=None, type=click.IntRange(1))
+@SHARD
 @model_options
 def sample(prompts_file: str, model: str, n: int, out: str, temperature: float | None,
-           seed: int, limit: int | None, session: Any, templates: str | None) -> None:
+           seed: int, limit: int | None, shard: str | None, session: Any,
+           templates: str | None) -> None:
     """Sample K responses per prompt into responses.jsonl, for the judge."""
+    from cai.data.shard import mark, take
     from cai.inputs import read_prompts
     from cai.stages.sample import sample as sample_stage
     from cai.templates import Templates
 
-    items = read_prompts(prompts_file, limit)
+    items = take(read_prompts(prompts_file, limit), shard)
     run_and_report(session, sample_stage(
         items, session.client(model), Templates(templates), Path(out), n=n, seed=seed,
         temperature=temperature, concurrency=session.limits.concurrency, session=session))
+    if not session.dry_run:
+        mark(Path(out), shard)
 
 
 @click.command()
@@ -128,13 +139,16 @@ def sample(prompts_file: str, model: str, n: int, out: str, temperature: float |
 @click.option("--calibrate", default=None, type=click.Path(dir_okay=False),
               help="Human-labelled pairs to calibrate the judge on first.")
 @click.option("--limit", default=None, type=click.IntRange(1))
+@SHARD
 @judge_options
 def judge(responses_file: str, constitution: str, out: str, pairs: str, min_margin: float,
-          length_ratio: float, calibrate: str | None, limit: int | None, **options: Any) -> None:
+          length_ratio: float, calibrate: str | None, limit: int | None, shard: str | None,
+          **options: Any) -> None:
     """Judge responses pairwise under principles: preference pairs with soft labels."""
+    from cai.data.shard import mark, take
     from cai.stages.pairs import PairSettings, judge_file, read_candidates
 
-    items = read_candidates(Path(responses_file))[:limit]
+    items = take(read_candidates(Path(responses_file))[:limit], shard)
     j = make_judge(constitution=constitution, **options)
     session = options["session"]
     result = run_and_report(session, judge_file(
@@ -144,6 +158,7 @@ def judge(responses_file: str, constitution: str, out: str, pairs: str, min_marg
     s = result.summary
     if "dry_run" in s:
         return
+    mark(Path(out), shard)
     if s.get("calibration"):
         calibration_line(s["calibration"], str(calibrate), Path(out) / "calibration")
     s = s["judge"]
@@ -202,11 +217,12 @@ def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
 @click.option("--limit", default=None, type=click.IntRange(1), help="Only K prompts, taken in "
               "turn from each kind.")
 @click.option("--seed", default=0, show_default=True)
+@SHARD
 @model_options
 def eval_policy(model: str, suites: tuple[str, ...], responses_file: str | None, out: str,
                 reference: str | None, reference_responses: str | None, evaluator: str | None,
                 training_judge: str | None, allow_same_evaluator: bool, limit: int | None,
-                seed: int, session: Any, templates: str | None) -> None:
+                seed: int, shard: str | None, session: Any, templates: str | None) -> None:
     """Evaluate a policy independently of its training judge: over-refusal, unsafe
     compliance, false-premise agreement, hedging, boilerplate, length, win rate."""
     from cai.cli.views import show_policy_report
@@ -219,15 +235,20 @@ def eval_policy(model: str, suites: tuple[str, ...], responses_file: str | None,
     if reference and reference_responses:
         raise CaiError("give --reference or --reference-responses, not both")
     t = Templates(templates)
-    items = None if responses_file else read_suites(suites, limit)
+    from cai.data.shard import mark, parse_shard, take
+
+    if shard is not None:
+        parse_shard(shard)  # checked before anything runs
+    items = None if responses_file else take(read_suites(suites, limit), shard)
     report = run(session, run_eval(
         Path(out), session=session, templates=t, suite=items,
         model=None if responses_file else model,
         responses=Path(responses_file) if responses_file else None, reference=reference,
         reference_responses=Path(reference_responses) if reference_responses else None,
         evaluator=evaluator, training=find_training_judge(model, training_judge, t),
-        allow_same_evaluator=allow_same_evaluator, seed=seed))
+        allow_same_evaluator=allow_same_evaluator, seed=seed, shard=shard))
     if "dry_run" in report:
         console.print_json(data=report)
         return
+    mark(Path(out), shard)
     show_policy_report(console, report, Path(out))

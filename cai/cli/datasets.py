@@ -95,3 +95,15 @@ def mix(parts: tuple[str, ...], n: int, out: str, seed: int, field: str) -> None
         r["source"] for r in rows)}
     console.print(f"mix: {len(rows)} rows ({', '.join(f'{c} from {p}' for p, c in counts.items())})"
                   f" -> {out}", highlight=False)
+
+
+@data_group.command("merge")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+def merge(folders: tuple[str, ...], out: str) -> None:
+    """Put together the output folders of one command run with --shard 1/N ... N/N."""
+    from cai.data.shard import merge as merge_shards
+
+    counts = merge_shards([Path(f) for f in folders], Path(out))
+    console.print(f"merge: {len(folders)} shards -> {out}: "
+                  + ", ".join(f"{n} in {name}" for name, n in counts.items()), highlight=False)

@@ -21,6 +21,9 @@ T = TypeVar("T")
 
 CONSTITUTION_HELP = ("Constitution YAML file, or the name of a shipped one (harmless, "
                      "helpful-honest).")
+SHARD = click.option("--shard", default=None, help="Take only the K-th of N slices of the input "
+                     "(K/N, by a hash of each id), to split one job over N machines; put the "
+                     "outputs together with `cai data merge`.")
 
 
 RUN_OPTIONS = [

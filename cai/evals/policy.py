@@ -245,7 +245,8 @@ async def eval_policy(out: Path, *, session: Session, templates: Templates,
                       responses: Path | None = None, reference: str | None = None,
                       reference_responses: Path | None = None, evaluator: str | None = None,
                       training: dict[str, Any] | None = None, allow_same_evaluator: bool = False,
-                      seed: int = 0, progress: bool | None = None) -> dict[str, Any]:
+                      seed: int = 0, progress: bool | None = None,
+                      shard: str | None = None) -> dict[str, Any]:
     """The whole evaluation into `out`; returns the report (or, for a dry run, the estimate
     of answering the suite)."""
     run: dict[str, Any] = {"session": session, "concurrency": session.limits.concurrency,
@@ -255,7 +256,9 @@ async def eval_policy(out: Path, *, session: Session, templates: Templates,
     note = warn_if_same_judge(judge, training, allow_same_evaluator) if judge else None
     stages = []
     if responses is not None:
-        answers = read_answers(responses)
+        from cai.data.shard import take
+
+        answers = take(read_answers(responses), shard)
         _keep(out / ANSWERS, answers)
     else:
         if suite is None or model is None:

@@ -1,0 +1,105 @@
+"""Splitting one job over N machines (`--shard K/N`) and putting it together again
+(`cai data merge`). A shard is the K-th of N deterministic slices of the input, by a hash of
+each item's id, so that every machine takes its own slice of the same file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cai.errors import CaiError
+from cai.records import read_jsonl, write_json, write_jsonl
+
+SHARD = "shard.json"  # what a sharded run leaves in its folder: its K and N
+T = TypeVar("T")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    k, _, n = text.partition("/")
+    try:
+        shard = int(k), int(n)
+    except ValueError:
+        shard = (0, 0)
+    if not 1 <= shard[0] <= shard[1]:
+        raise CaiError(f"--shard {text}: give K/N with 1 <= K <= N, e.g. 2/8 for the second "
+                       "of eight slices")
+    return shard
+
+
+def in_shard(item_id: str, k: int, n: int) -> bool:
+    digest = hashlib.sha256(item_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % n == k - 1
+
+
+def take(items: Sequence[T], shard: str | None) -> list[T]:
+    """The items of one shard (all of them without `--shard`)."""
+    if shard is None:
+        return list(items)
+    k, n = parse_shard(shard)
+    return [i for i in items if in_shard(str(getattr(i, "id")), k, n)]  # noqa: B009
+
+
+def mark(out: Path, shard: str | None) -> None:
+    """Leave the shard's K and N in its folder, for `cai data merge`."""
+    if shard is not None:
+        k, n = parse_shard(shard)
+        write_json(out / SHARD, {"k": k, "n": n})
+
+
+def _read(folder: Path, name: str, why: str) -> Any:
+    path = folder / name
+    if not path.is_file():
+        raise CaiError(f"{folder}: no {name}; {why}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def merge(folders: Sequence[Path], out: Path) -> dict[str, int]:
+    """Put the shards of one job together into `out`; everything is checked before anything
+    is written: the same settings, every shard of N once, each finished, no id twice."""
+    shards = [_read(f, SHARD, "it was not made with --shard") for f in folders]
+    settings = [_read(f, "settings.json", "it is not a stage's output folder") for f in folders]
+    n = shards[0]["n"]
+    ks = sorted(s["k"] for s in shards)
+    if any(s["n"] != n for s in shards) or ks != list(range(1, n + 1)):
+        given = ", ".join(f"{s['k']}/{s['n']}" for s in shards)
+        raise CaiError(f"shards {given} given; merge takes each shard of one N exactly once")
+    for folder, made in zip(folders[1:], settings[1:], strict=True):
+        if made != settings[0]:
+            raise CaiError(f"{folder} was made with other settings than {folders[0]}; shards "
+                           "must come from the same command")
+    for folder in folders:
+        found = [folder / "summary.json"] if (folder / "summary.json").is_file() else sorted(
+            folder.glob("*.summary.json"))
+        if not found:
+            raise CaiError(f"{folder}: no summary.json; its run did not finish")
+        for path in found:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+            if not summary.get("finished") or summary.get("failed"):
+                raise CaiError(f"{folder} is not finished ({summary.get('failed', 0)} failed); "
+                               "rerun its command first")
+    names = sorted({p.name for f in folders for p in f.glob("*.jsonl") if p.name != "failed.jsonl"})
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for name in names:
+        rows: list[dict[str, Any]] = []
+        seen: dict[str, Path] = {}
+        for folder, s in zip(folders, shards, strict=True):
+            for r in (read_jsonl(folder / name) if (folder / name).exists() else ()):
+                key = str(r.get("pair_id") or r.get("id"))
+                if key in seen:
+                    raise CaiError(f"{name}: '{key}' is in both {seen[key]} and {folder}")
+                if "id" in r and not in_shard(str(r["id"]), s["k"], s["n"]):
+                    raise CaiError(f"{folder}/{name}: id '{r['id']}' is not in shard "
+                                   f"{s['k']}/{s['n']}")
+                seen[key] = folder
+                rows.append(r)
+        merged[name] = rows
+    for name, rows in merged.items():
+        write_jsonl(out / name, rows)
+    write_json(out / "settings.json", settings[0])
+    counts = {name: len(rows) for name, rows in merged.items()}
+    write_json(out / "summary.json", {"merged_from": [str(f) for f in folders],
+                                      "records": counts, "finished": True})
+    return counts
