@@ -15,20 +15,13 @@ Results go to benchmarks/results/refusal_accuracy.json.
 from __future__ import annotations
 
 import json
-import math
 
 from benchmarks.run import ROOT
+from cai.evals.calibration import wilson
 from cai.evals.detectors import refusal
 
 SETS = ("refusal_labels.jsonl", "refusal_heldout.jsonl", "refusal_fresh.jsonl")
 CLASSES = ("none", "partial", "full")
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [round(centre - half, 3), round(centre + half, 3)]
 
 
 def measure(name: str) -> dict[str, object]:
@@ -45,7 +38,7 @@ def measure(name: str) -> dict[str, object]:
     exact = sum(g == p for g, p in zip(gold, got, strict=True))
     return {"answers": len(rows), "per_class": per_class,
             "none_vs_refusal_agreement": round(binary / len(rows), 3),
-            "none_vs_refusal_ci95": wilson(binary, len(rows)),
+            "none_vs_refusal_ci95": [round(v, 3) for v in wilson(binary, len(rows))],
             "three_class_accuracy": round(exact / len(rows), 3)}
 
 
