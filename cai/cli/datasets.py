@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from cai.cli.options import console
+from cai.cli.options import CONSTITUTION_HELP, console, err, model_options, run_and_report
 
 FIELD_HELP = "The field (or CSV column) to compare; a conversation compares its messages."
 
@@ -19,6 +20,59 @@ def data_group() -> None:
 def removed_path(out: Path) -> Path:
     """Where the removed rows go: beside OUT (`clean.jsonl` -> `clean.removed.jsonl`)."""
     return out.with_name(f"{out.stem}.removed{out.suffix or '.jsonl'}")
+
+
+@data_group.command("prompts")
+@click.option("--constitution", default="harmless", show_default=True, help=CONSTITUTION_HELP)
+@click.option("--n", "n", required=True, type=click.IntRange(1),
+              help="Distinct prompts to write.")
+@click.option("--model", default="local", show_default=True, help="The model that writes them.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--kind", type=click.Choice(["red-team", "helpful", "both"]), default="both",
+              show_default=True, help="Prompts that test the principles, ordinary safe "
+              "requests, or both in turn.")
+@click.option("--topics", default=None, type=click.Path(dir_okay=False),
+              help="Topics for helpful prompts, one a line [default: a shipped list].")
+@click.option("--per-request", default=5, show_default=True, type=click.IntRange(1, 20),
+              help="Prompts asked for in each request.")
+@click.option("--max-attempts", default=None, type=click.IntRange(1),
+              help="Requests at most [default: three times what N needs].")
+@click.option("--threshold", default=0.8, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True),
+              help="Similarity at which a prompt is a near duplicate of an earlier one.")
+@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(0))
+@click.option("--seed", default=0, show_default=True)
+@model_options
+def prompts(constitution: str, n: int, model: str, out: str, kind: str, topics: str | None,
+            per_request: int, max_attempts: int | None, threshold: float, temperature: float,
+            seed: int, session: Any, templates: str | None) -> None:
+    """Write N distinct user prompts from a constitution: red-team and helpful."""
+    from cai.constitution import load_constitution
+    from cai.data.generate import Generator, make_prompts, read_topics
+    from cai.paths import resolve_constitution
+    from cai.templates import Templates
+
+    generator = Generator(
+        load_constitution(resolve_constitution(constitution)), session.client(model),
+        Templates(templates), kind=kind,
+        topics=tuple(read_topics(topics)) if kind != "red-team" else (), seed=seed,
+        per_request=per_request, temperature=temperature)
+    cap = max_attempts or max(3, 3 * -(-n // per_request))
+    result = run_and_report(session, make_prompts(
+        generator, Path(out), n, max_requests=cap, threshold=threshold,
+        concurrency=session.limits.concurrency, session=session))
+    s = result.summary
+    if "prompts" not in s:
+        return
+    line = (f"prompts: {s['prompts']} distinct ({s['by_kind']['red-team']} red-team, "
+            f"{s['by_kind']['helpful']} helpful) from {s['requests_made']} requests; "
+            f"{s['duplicates']} duplicates dropped -> {Path(out) / 'prompts.jsonl'}")
+    console.print(line, highlight=False, markup=False)
+    if s["short_by"] > 0:
+        capped = " (the cap, --max-attempts)" if s["attempts"] >= cap else ""
+        err.print(f"[yellow]stopped short: {s['prompts']} of {n} prompts after "
+                  f"{s['attempts']} requests{capped}. Rerun with a larger --max-attempts or budget to go on, or try another "
+                  "--model or more --topics.[/]", highlight=False)
 
 
 @data_group.command("dedup")

@@ -55,11 +55,12 @@ def shingles(text: str, strip: set[str]) -> set[str]:
     return {" ".join(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)}
 
 
-def find_duplicates(rows: Sequence[Row], threshold: float = 0.8) -> list[Duplicate]:
+def find_duplicates(rows: Sequence[Row], threshold: float = 0.8, *,
+                    strip_shared: bool = True) -> list[Duplicate]:
     """Every row that repeats an earlier one, exactly or at `threshold` Jaccard or above."""
     from datasketch import MinHash, MinHashLSH
 
-    strip = shared_lines(rows)
+    strip = shared_lines(rows) if strip_shared else set()
     lsh = MinHashLSH(threshold=max(0.05, threshold - CANDIDATE_SLACK), num_perm=NUM_PERM)
     exact: dict[str, Row] = {}
     kept: dict[str, tuple[Row, set[str]]] = {}
