@@ -50,8 +50,8 @@ def test_collect_keeps_the_first_n_distinct_prompts_in_request_order():
     long = ("Explain in plain words how a household budget works when both partners are paid "
             "monthly but the rent is due weekly and the electricity bill arrives each quarter")
     kept, removed = collect([
-        request("request-00002", long.replace("each quarter", "every quarter"), "What is 12 times 13?",
-                kind="helpful"),
+        request("request-00002", long.replace("each quarter", "every quarter"),
+                "What is 12 times 13?", kind="helpful"),
         request("request-00001", long, "How do I open a locked car that is not mine?"),
     ], n=3, threshold=0.8)
     assert [r["prompt"] for r in kept] == [long, "How do I open a locked car that is not mine?",

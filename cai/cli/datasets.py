@@ -71,8 +71,9 @@ def prompts(constitution: str, n: int, model: str, out: str, kind: str, topics: 
     if s["short_by"] > 0:
         capped = " (the cap, --max-attempts)" if s["attempts"] >= cap else ""
         err.print(f"[yellow]stopped short: {s['prompts']} of {n} prompts after "
-                  f"{s['attempts']} requests{capped}. Rerun with a larger --max-attempts or budget to go on, or try another "
-                  "--model or more --topics.[/]", highlight=False)
+                  f"{s['attempts']} requests{capped}. Rerun with a larger --max-attempts "
+                  "or budget to go on, or try another --model or more --topics.[/]",
+                  highlight=False)
 
 
 @data_group.command("dedup")
