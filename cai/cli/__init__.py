@@ -25,7 +25,7 @@ def cli() -> None:
 
 for command in (data.revise, data.try_, data.sample, data.judge, data.eval_group,
                 tools.constitution_group, tools.prompts_group, batch.batch_group,
-                train.train_group, datasets.data_group):
+                train.train_group, datasets.data_group, datasets.report_command):
     cli.add_command(command)
 
 

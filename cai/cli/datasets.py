@@ -7,7 +7,15 @@ from typing import Any
 
 import click
 
-from cai.cli.options import CONSTITUTION_HELP, console, err, model_options, run_and_report
+from cai.cli.options import (
+    CONSTITUTION_HELP,
+    console,
+    err,
+    log_command,
+    model_options,
+    run_and_report,
+)
+from cai.errors import CaiError
 
 FIELD_HELP = "The field (or CSV column) to compare; a conversation compares its messages."
 
@@ -160,5 +168,52 @@ def merge(folders: tuple[str, ...], out: str) -> None:
     from cai.data.shard import merge as merge_shards
 
     counts = merge_shards([Path(f) for f in folders], Path(out))
+    log_command(Path(out))
     console.print(f"merge: {len(folders)} shards -> {out}: "
                   + ", ".join(f"{n} in {name}" for name, n in counts.items()), highlight=False)
+
+
+@click.command("report")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--constitution", default=None, help="The constitution the data was made under, "
+              "to list its principles and measure coverage [default: the shipped one the "
+              "folder names, if its sha256 matches].")
+@click.option("--license", "license_", default="unknown", show_default=True,
+              help="The dataset's licence, as a hub licence id (cc-by-4.0, mit, other, ...).")
+@click.option("--language", default="en", show_default=True)
+@click.option("--name", default="", help="The dataset's name in the card.")
+@click.option("--source", "sources", multiple=True, help="Where inputs came from and their "
+              "licence, e.g. 'XSTest prompts (CC-BY-4.0)'; repeat for several.")
+def report_command(folder: str, constitution: str | None, license_: str, language: str,
+                   name: str, sources: tuple[str, ...]) -> None:
+    """Write a dataset card (README.md), report.html and report.json over an output folder."""
+    from cai.data.report import build_report, provenance, write_report
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise CaiError(f"{folder}: no such folder; give an output folder of cai")
+    const = _constitution(constitution, provenance(path)["constitutions"])
+    report = build_report(path, const)
+    write_report(path, report, {"license": license_, "language": language, "name": name,
+                                "sources": sources})
+    for warning in (report["reward_hacking"] or {}).get("warnings", []):
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    console.print(f"report: {', '.join(f'{n} {f}' for f, n in report['counts'].items())} -> "
+                  f"{path / 'README.md'}, {path / 'report.html'}, {path / 'report.json'}",
+                  highlight=False, markup=False)
+
+
+def _constitution(given: str | None, named: list[dict[str, Any]]) -> Any:
+    """The constitution given, or the shipped one the folder names if it is the same text."""
+    from cai.constitution import load_constitution
+    from cai.paths import resolve_constitution
+
+    if given:
+        return load_constitution(resolve_constitution(given))
+    if len(named) != 1:
+        return None
+    try:
+        const = load_constitution(resolve_constitution(named[0]["name"]))
+    except CaiError:
+        return None
+    return const if const.sha256 == named[0].get("sha256") else None

@@ -100,10 +100,28 @@ def run(session: Any, job: Coroutine[Any, Any, T]) -> T:
 
 
 def run_and_report(session: Any, job: Coroutine[Any, Any, Any]) -> Any:
-    """Run a stage command's library call and print what it did."""
+    """Run a stage command's library call, log the command in its folder, and print what it
+    did."""
     result = run(session, job)
+    if not session.dry_run:
+        log_command(result.out)
     report(result)
     return result
+
+
+def log_command(out: Path) -> None:
+    """Append the command line to `out/command_log.jsonl`, for the dataset card (`cai
+    report`): how the data was made, in the user's own words."""
+    import json
+    import shlex
+    import sys
+    from datetime import datetime, timezone
+    from importlib.metadata import version
+
+    line = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": shlex.join(["cai", *sys.argv[1:]]), "cai": version("cai-toolkit")}
+    with open(out / "command_log.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
 def report(result: Any) -> None:

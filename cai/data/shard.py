@@ -83,6 +83,9 @@ def merge(folders: Sequence[Path], out: Path) -> dict[str, int]:
     names = sorted({p.name for f in folders for p in f.glob("*.jsonl") if p.name != "failed.jsonl"})
     merged: dict[str, list[dict[str, Any]]] = {}
     for name in names:
+        if "log" in name:  # a log, such as the commands run: one after the other
+            merged[name] = [r for f in folders if (f / name).exists() for r in read_jsonl(f / name)]
+            continue
         rows: list[dict[str, Any]] = []
         seen: dict[str, Path] = {}
         for folder, s in zip(folders, shards, strict=True):

@@ -42,7 +42,7 @@ def svg(figure: Any) -> str:
     return text[text.index("<svg"):]
 
 
-def _plt() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,7 +55,7 @@ def _plt() -> Any:
 
 def refusal_by_category(report: dict[str, Any]) -> str:
     """Share of answers refused (in full or part) per category, policy beside reference."""
-    plt = _plt()
+    plt = pyplot()
     cats = list(report["by_category"])
     def share(block: dict[str, Any] | None, c: str) -> float:
         row = (block or {}).get(c)
@@ -79,7 +79,7 @@ def refusal_by_category(report: dict[str, Any]) -> str:
 
 
 def length_distributions(report: dict[str, Any]) -> str:
-    plt = _plt()
+    plt = pyplot()
     h = report["length_histogram"]
     labels = [f"{lo}+" if i == len(h["bins"]) - 1 else f"{lo}-{h['bins'][i + 1]}"
               for i, lo in enumerate(h["bins"])]
@@ -96,7 +96,7 @@ def length_distributions(report: dict[str, Any]) -> str:
 
 
 def win_rate(report: dict[str, Any]) -> str:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 1.5))
     lo, hi = report["win_rate_ci95"]
     ax.errorbar([report["win_rate"]], [1], xerr=[[report["win_rate"] - lo],
