@@ -25,7 +25,7 @@ def reply(text):
 
 
 def judged_pair(i, chosen, rejected, *, margin=0.6, agree=True, principle="alpha"):
-    return {"id": f"p{i}", "pair": [0, 1], "prompt": conversation(PROMPTS[i]),
+    return {"id": f"p{i}", "pair_id": f"p{i}:0-1", "prompt": conversation(PROMPTS[i]),
             "chosen": reply(chosen), "rejected": reply(rejected), "soft_label": 0.5 + margin / 2,
             "margin": margin, "orders_agree": agree, "principles": [principle],
             "chosen_length": len(chosen), "rejected_length": len(rejected),
@@ -71,6 +71,7 @@ def test_figures_on_hand_made_pairs(judged):
     assert s["hedges_more"]["chosen_more"] == 0.25  # "perhaps"
     [warning] = report["reward_hacking"]["warnings"]
     assert warning.startswith("The chosen reply is longer in 100% of pairs")
+    assert report["warnings"][0].startswith("The longer reply won in 100% of judged pairs")
     d = report["diversity"]
     assert d["prompts"] == 5 and d["near_duplicate_rate"] == 0.0
     assert d["principles_used"] == {"alpha": 3, "beta": 1}

@@ -196,7 +196,7 @@ def report_command(folder: str, constitution: str | None, license_: str, languag
     report = build_report(path, const)
     write_report(path, report, {"license": license_, "language": language, "name": name,
                                 "sources": sources})
-    for warning in (report["reward_hacking"] or {}).get("warnings", []):
+    for warning in report["warnings"]:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(f"report: {', '.join(f'{n} {f}' for f, n in report['counts'].items())} -> "
                   f"{path / 'README.md'}, {path / 'report.html'}, {path / 'report.json'}",

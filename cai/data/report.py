@@ -98,7 +98,7 @@ def diversity(files: dict[str, list[dict[str, Any]]],
     rows = [Row(i + 1, str(i), t, {}) for i, t in enumerate(prompts)]
     near = find_duplicates(rows, NEAR_DUPLICATE) if rows else []
     # A prompt's records in several files (its sft and prefs rows) count once.
-    records = {(r.get("id"), str(r.get("pair"))): r for rows in files.values() for r in rows}
+    records = {r.get("pair_id") or r.get("id"): r for rows in files.values() for r in rows}
     used = Counter(p for r in records.values() for p in principles_of(r))
     report: dict[str, Any] = {
         "prompts": len(prompts),
@@ -195,6 +195,21 @@ def warnings(found: dict[str, dict[str, float]]) -> list[str]:
             for name, s in found.items() if s["chosen_more"] > STRONG]
 
 
+FLIPS = 0.3  # a judge that changes its verdict with the order this often is mostly bias
+
+
+def judge_warnings(c: dict[str, Any] | None) -> list[str]:
+    found = []
+    if c and c["flip_rate"] > FLIPS:
+        found.append(f"The judge changed its verdict when the order was swapped in "
+                     f"{100 * c['flip_rate']:.0f}% of pairs: its labels are mostly position "
+                     "bias. Use a stronger judge, or keep only pairs whose orders agree.")
+    if c and c["longer_won"] is not None and c["longer_won"] > STRONG:
+        found.append(f"The longer reply won in {100 * c['longer_won']:.0f}% of judged pairs: "
+                     "the judge may reward length. Try --length-control.")
+    return found
+
+
 def provenance(folder: Path) -> dict[str, Any]:
     """What made the folder: its stages' settings, and the commands run in it."""
     settings_path = folder / "settings.json"
@@ -237,6 +252,7 @@ def _templates(settings: dict[str, Any]) -> dict[str, str]:
 def build_report(folder: Path, constitution: Constitution | None = None) -> dict[str, Any]:
     files = data_files(folder)
     pairs = pairs_of(files)
+    judge, hacking = calibration(pairs), signals(pairs)
     return {
         "folder": str(folder),
         "counts": {name: len(rows) for name, rows in files.items()},
@@ -247,8 +263,9 @@ def build_report(folder: Path, constitution: Constitution | None = None) -> dict
             "principles": [{"id": p.id, "critique": p.critique, "tags": list(p.tags),
                             "weight": p.weight} for p in constitution.principles]},
         "diversity": diversity(files, constitution),
-        "calibration": calibration(pairs),
-        "reward_hacking": signals(pairs),
+        "calibration": judge,
+        "reward_hacking": hacking,
+        "warnings": judge_warnings(judge) + (hacking["warnings"] if hacking else []),
     }
 
 
