@@ -174,7 +174,9 @@ async def make_prompts(generator: Generator, out: Path, n: int, *, max_requests:
                        session: Session | None = None) -> StageResult:
     """Ask for prompts in rounds until `out/prompts.jsonl` holds `n` distinct ones, or
     `max_requests` requests have been made; the summary says how many and why it stopped."""
-    asked, kept, rounds = 0, [], []
+    asked = 0
+    kept: list[dict[str, Any]] = []
+    rounds: list[StageResult] = []
     while True:
         # Prompts per request so far (the asked-for count at first): a poor generator gets a
         # larger next round.
