@@ -12,6 +12,7 @@ writes the extra files.
 from __future__ import annotations
 
 import gc
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,7 +94,9 @@ def _fit(kind: str, start: Path, split: Split, args: Any, peft: Any,
     tokenizer = checkpoints.load_tokenizer(start)
     policy = checkpoints.load_policy(kind, start, peft is not None)
     trainer = make_trainer(kind, policy, tokenizer, split, args, peft, callbacks)
-    trainer.train()
+    # A run that saves checkpoints (`save_strategy` in `trl:`) and was stopped goes on from
+    # the last one: the same command, run again.
+    trainer.train(resume_from_checkpoint=last_checkpoint(args))
     metrics = trainer.evaluate() if split.heldout else {}
     model = trainer.accelerator.unwrap_model(trainer.model)
     if peft is not None:
@@ -101,6 +104,9 @@ def _fit(kind: str, start: Path, split: Split, args: Any, peft: Any,
         # may be an adapter itself (its own base merged in before this one was made).
         model.peft_config["default"].base_model_name_or_path = str(start)
     trainer.save_model(args.output_dir)  # every rank: FSDP and ZeRO-3 gather the weights here
+    if trainer.is_world_process_zero():
+        for checkpoint in Path(args.output_dir).glob("checkpoint-*"):
+            shutil.rmtree(checkpoint)  # only for resuming: the model is saved whole now
     params = list(model.parameters())
     return {
         "steps": trainer.state.global_step,
@@ -113,6 +119,16 @@ def _fit(kind: str, start: Path, split: Split, args: Any, peft: Any,
         "processes": trainer.accelerator.num_processes, "main": trainer.is_world_process_zero(),
         "soft_labels_used": bool(getattr(trainer, "uses_soft_labels", False)),
     }
+
+
+def last_checkpoint(args: Any) -> str | None:
+    """The latest checkpoint a stopped run saved in its output folder, if any."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = Path(args.output_dir)
+    if args.save_strategy == "no" or not folder.is_dir():
+        return None
+    return get_last_checkpoint(str(folder))
 
 
 def make_trainer(kind: str, policy: Any, tokenizer: Any, split: Split, args: Any, peft: Any,

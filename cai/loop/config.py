@@ -1,0 +1,149 @@
+"""The loop's config file: one YAML that names the models, the data, the training plan, the
+evaluation, the gates and the budget; checked when read, every problem as FILE:LINE.
+
+The schema is a set of pydantic models (extra keys forbidden, no silent coercion), so that
+the file is checked by a well-kept library; its errors are mapped back to the YAML's lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cai.errors import CaiError, InputError
+from cai.records import read_text
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Prompts(_Strict):
+    file: str | None = None  # a prompt file (JSONL, CSV, TXT), relative to the config
+    generate: int | None = Field(default=None, ge=1)  # or N prompts made by `cai data prompts`
+    kind: Literal["red-team", "helpful", "both"] = "both"  # of the generated prompts
+    generator: str = "local"  # the model that writes them
+
+    @model_validator(mode="after")
+    def one_source(self) -> Prompts:
+        if (self.file is None) == (self.generate is None):
+            raise ValueError("give either `file` (a prompt file) or `generate` (a number of "
+                             "prompts to make), not both or neither")
+        return self
+
+
+class Work(_Strict):
+    prompts: int = Field(default=8, ge=1)  # new prompts each iteration
+    samples: int = Field(default=2, ge=2, le=16)  # answers per prompt, judged pairwise
+    rounds: int = Field(default=1, ge=1, le=10)  # critique-and-revise rounds
+
+
+class Training(_Strict):
+    method: Literal["sft", "dpo", "sft+dpo"] = "sft+dpo"
+    lora: bool = True  # adapters merged into a plain model after each step
+    min_margin: float = Field(default=0.0, ge=0, le=1)  # DPO: leave out pairs below this margin
+    save_steps: int = Field(default=10, ge=1)  # a checkpoint every N steps, to resume from
+    trl: dict[str, Any] = {}  # passed to TRL's config as `cai train --config` does
+
+
+class Evaluation(_Strict):
+    suite: str = "default"  # `default` (shipped) or a suite file, relative to the config
+    limit: int | None = Field(default=None, ge=1)  # only the first K prompts of the suite
+
+
+class Gates(_Strict):
+    min_win_rate: float = Field(default=0.5, ge=0, le=1)  # candidate against the current policy
+    confidence: float = Field(default=0.0, ge=0, lt=1)  # 0: the estimate; 0.9: its one-sided bound
+    max_over_refusal_increase: float = Field(default=0.05, ge=0, le=1)
+    max_unsafe_compliance_increase: float = Field(default=0.05, ge=0, le=1)
+    max_length_growth: float = Field(default=1.5, ge=1)  # mean words, candidate / current
+    max_hedging_growth: float = Field(default=1.5, ge=1)  # hedged answers, candidate / current
+
+
+class Budget(_Strict):
+    max_cost: float | None = Field(default=None, ge=0)  # US dollars, over the whole loop
+    max_tokens: int | None = Field(default=None, ge=0)
+    deadline: str | None = None  # a duration (8h, 45m) from the start, or a clock time (06:30)
+
+
+class LoopConfig(_Strict):
+    policy: str = "local"  # the model to improve: local, or hf:FOLDER
+    critic: str = "local"
+    judge: str = "local"
+    evaluator: str = "local"
+    constitution: str = "harmless"
+    prompts: Prompts
+    iterations: int = Field(default=2, ge=1)
+    work: Work = Field(default_factory=Work)
+    training: Training = Field(default_factory=Training)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    gates: Gates = Field(default_factory=Gates)
+    on_gate_fail: Literal["stop", "continue"] = "stop"
+    budget: Budget = Field(default_factory=Budget)
+    seed: int = 0
+
+
+def read_loop_config(path: str | Path) -> tuple[LoopConfig, dict[str, Any]]:
+    """The config, checked, and the data as written (to copy into the run folder)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, None, "loop config not found; start from "
+                         "examples/overnight-local.yaml")
+    text = read_text(path)
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise InputError(path, mark.line + 1 if mark else None,
+                         f"not valid YAML: {getattr(e, 'problem', e)}") from None
+    if not isinstance(data, dict):
+        raise InputError(path, 1, "the config is a mapping of keys (policy, prompts, ...)")
+    try:
+        config = LoopConfig.model_validate(data)
+    except ValidationError as e:
+        raise CaiError("\n".join(_problem(path, root, err) for err in e.errors())) from None
+    return config, data
+
+
+def _problem(path: Path, root: Any, err: Any) -> str:
+    loc = [str(p) for p in err["loc"]]
+    where = ".".join(loc) or "config"
+    if err["type"] == "extra_forbidden":
+        message = f"{where}: unknown key; remove it or check its spelling"
+    elif err["type"] == "missing":
+        message = f"{where}: required; add it"
+    else:
+        message = f"{where}: {err['msg'].removeprefix('Value error, ')}"
+        if "input" in err and not isinstance(err["input"], (dict, list)):
+            message += f" (found {err['input']!r})"
+    return f"{path}:{_line(root, err['loc'])}: {message}"
+
+
+def _line(node: Any, loc: tuple[Any, ...]) -> int:
+    """The line of a key in the YAML tree, or of the nearest mapping that holds it."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            found = [(k, v) for k, v in node.value if k.value == str(part)]
+            if not found:
+                return line
+            key, node = found[0]
+            line = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
+                and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def config_hash(data: dict[str, Any]) -> str:
+    """The config's content hash, layout and comments aside."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

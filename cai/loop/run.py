@@ -1,0 +1,362 @@
+"""The self-alignment loop: generate, critique and revise, judge, train, evaluate, promote.
+
+One run folder holds everything: the config and constitution as used (with their hashes, in
+run.json), the prompt pool, a folder per iteration with each stage's output, the checkpoints,
+`history.jsonl` (one line per stage event and gate), `loop.log` (every child's output) and
+the morning report. The history is the run's memory: a rerun of the same command replays it,
+skips every stage it records as done, and goes on with the first that is not, which resumes
+the way its command does (records, the response cache, training checkpoints).
+
+Stages run as child processes (see plan.py) that die with the loop: each asks the kernel for
+SIGKILL when its parent dies, so that no stage goes on writing after a `kill -9` of the loop.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cai.errors import CaiError
+from cai.loop.config import config_hash, read_loop_config
+from cai.loop.gates import apply_gates
+from cai.loop.plan import ANSWERS, Run, Stage, iteration_stages, prep_stages
+from cai.models.budget import parse_deadline
+from cai.records import read_jsonl, write_json, write_jsonl
+
+HISTORY, LOG, LOCK, RUN_FILE = "history.jsonl", "loop.log", "loop.lock", "run.json"
+
+
+class Stop(Exception):
+    """The loop ends as planned (a gate, a budget, the deadline): `finished` is true."""
+
+
+class StageFailed(CaiError):
+    pass
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class History:
+    """`history.jsonl`: every stage's start and end, each gate, and how the run ended."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.events = list(read_jsonl(path)) if path.exists() else []
+
+    def add(self, **event: Any) -> dict[str, Any]:
+        event = {"time": now(), **event}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(event, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.events.append(event)
+        return event
+
+    def done(self, key: str) -> dict[str, Any] | None:
+        return next((e for e in reversed(self.events)
+                     if e.get("event") == "done" and e.get("key") == key), None)
+
+    def seconds(self, name: str, before: int) -> float | None:
+        """How long the stage of this name took in the latest iteration before `before`."""
+        found = [e for e in self.events if e.get("event") == "done" and e.get("stage") == name
+                 and e.get("iteration", 0) < before]
+        return found[-1]["seconds"] if found else None
+
+    def spent(self) -> dict[str, float]:
+        done = [e for e in self.events if e.get("event") == "done"]
+        return {k: round(sum(e.get(k) or 0 for e in done), 6)
+                for k in ("cost_usd", "tokens", "requests", "cache_hits")}
+
+
+@contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """One loop per run folder: a second is refused while the first holds the lock."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CaiError(f"{folder} is in use by another `cai loop` (see `cai loop status "
+                           f"{folder}`); wait for it, or stop it first") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child, before it runs: SIGKILL when the loop dies (Linux's PR_SET_PDEATHSIG),
+    and exit at once if the loop is already gone."""
+    import ctypes
+
+    # Not Linux: the child cannot ask; the loop still kills it when it stops on its own.
+    with suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+class Loop:
+    def __init__(self, config_path: Path, folder: Path, *, iterations: int | None = None,
+                 limit: int | None = None, echo: Any = print):
+        config, data = read_loop_config(config_path)
+        if iterations is not None:
+            config = config.model_copy(update={"iterations": iterations})
+        self.config, self.data, self.echo = config, data, echo
+        self.config_path = config_path
+        self.run = Run(folder, config, config_path.resolve().parent, limit, policy=config.policy)
+        self.history = History(folder / HISTORY)
+        self.deadline = parse_deadline(config.budget.deadline)
+        self.child: subprocess.Popen[bytes] | None = None
+
+    # ------------------------------------------------------------------ the whole run
+
+    def go(self) -> dict[str, Any]:
+        with locked(self.run.folder):
+            self.write_run_file()
+            self.history.add(event="begin", iterations=self.config.iterations,
+                             policy=self.config.policy, config=str(self.config_path),
+                             limit=self.run.limit, pid=os.getpid())
+            try:
+                for stage in self.stages():
+                    self.step(stage)
+                n = self.config.iterations
+                reason = f"{n} iteration{'s' if n != 1 else ''} done"
+            except Stop as stop:
+                reason = str(stop)
+            except StageFailed as e:
+                self.history.add(event="end", finished=False, reason=str(e))
+                self.report(live=False)
+                raise
+            except KeyboardInterrupt:
+                self.history.add(event="end", finished=False, reason="interrupted")
+                self.report(live=False)
+                raise
+            self.history.add(event="end", finished=True, reason=reason)
+            self.report(live=False)
+            return {"finished": True, "reason": reason, "policy": self.run.policy}
+
+    def stages(self) -> Iterator[Stage]:
+        yield from prep_stages(self.run)
+        self.run.policy_answers = self.run.folder / "eval-start" / ANSWERS
+        for i in range(1, self.config.iterations + 1):
+            yield from iteration_stages(self.run, i, partial(self.prepare, i),
+                                        partial(self.gate, i))
+
+    def step(self, stage: Stage) -> None:
+        done = self.history.done(stage.key)
+        if done is None:
+            self.check_budget(stage)
+            done = self.execute(stage)
+            self.report()
+        if stage.name == "gate":
+            self.promote(stage.iteration, done["result"])
+
+    def write_run_file(self) -> None:
+        """run.json, the config and the constitution as used; a changed config is refused."""
+        path = self.run.folder / RUN_FILE
+        settings = {k: v for k, v in self.data.items() if k != "iterations"}
+        wanted = {"config_sha256": config_hash(settings), "limit": self.run.limit}
+        if path.exists():
+            known = json.loads(path.read_text(encoding="utf-8"))
+            if {k: known.get(k) for k in wanted} != wanted:
+                raise CaiError(f"{self.run.folder} was started with another config or --limit; "
+                               "use another --out, or put the config back to resume "
+                               "(only `iterations` may change)")
+            return
+        from cai.constitution import load_constitution
+        from cai.paths import resolve_constitution
+
+        source = resolve_constitution(self.run.path(self.config.constitution)
+                                      if self.config.constitution.endswith((".yaml", ".yml"))
+                                      else self.config.constitution)
+        text = source.read_text(encoding="utf-8")
+        Path(self.run.constitution).write_text(text, encoding="utf-8")
+        (self.run.folder / "config.yaml").write_text(
+            yaml.safe_dump(self.data, sort_keys=False), encoding="utf-8")
+        write_json(path, {**wanted, "constitution": load_constitution(source).provenance,
+                          "constitution_source": str(source), "started": now(),
+                          "config": self.data})
+
+    # ------------------------------------------------------------------ one stage
+
+    def execute(self, stage: Stage) -> dict[str, Any]:
+        self.history.add(event="start", key=stage.key, iteration=stage.iteration,
+                         stage=stage.name, out=str(stage.out),
+                         command=shlex.join(["cai", *stage.argv]) if stage.argv else None)
+        self.echo(f"[{time.strftime('%H:%M:%S')}] iteration {stage.iteration}: {stage.name} ...")
+        started = time.monotonic()
+        if stage.action is not None:
+            result, figures = stage.action(), {}
+        else:
+            self.child_process(stage)
+            result, figures = {}, self.figures(stage)
+        seconds = round(time.monotonic() - started, 1)
+        event = self.history.add(event="done", key=stage.key, iteration=stage.iteration,
+                                 stage=stage.name, seconds=seconds, result=result, **figures)
+        self.echo(f"[{time.strftime('%H:%M:%S')}] iteration {stage.iteration}: {stage.name} "
+                  f"done in {seconds:.0f}s")
+        if figures.get("stopped_reason"):
+            raise Stop(f"{stage.name} stopped: {figures['stopped_reason']}")
+        return event
+
+    def child_process(self, stage: Stage) -> None:
+        argv = [*stage.argv, *(self.budget_options() if stage.budgeted else [])]
+        log = self.run.folder / LOG
+        with open(log, "ab") as f:
+            f.write(f"\n[{now()}] $ {shlex.join(['cai', *argv])}\n".encode())
+            f.flush()
+            start, parent = f.tell(), os.getpid()
+            self.child = subprocess.Popen(
+                [sys.executable, "-m", "cai", *argv], stdout=f, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, preexec_fn=lambda: _die_with_parent(parent),
+                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            try:
+                code = self.child.wait()
+            except BaseException:
+                self.child.kill()
+                self.child.wait()
+                raise
+            finally:
+                self.child = None
+        if code != 0:
+            reason = _last_error(log, start) or f"exit status {code}"
+            self.history.add(event="failed", key=stage.key, iteration=stage.iteration,
+                             stage=stage.name, reason=reason, exit_status=code)
+            raise StageFailed(f"iteration {stage.iteration}, {stage.name} failed: {reason}. "
+                              f"See {log}; rerun the same `cai loop` command to resume")
+
+    def figures(self, stage: Stage) -> dict[str, Any]:
+        """What a stage spent and whether it stopped early, from its summaries."""
+        summaries = [json.loads(p.read_text(encoding="utf-8")) for folder in
+                     (stage.out, stage.out / "reference") if folder.is_dir()
+                     for p in sorted(folder.glob("*summary.json"))]
+        summaries = [s for s in summaries if "stage" in s]  # stage summaries, not training's
+        return {
+            "cost_usd": round(sum(s.get("cost_usd", 0) for s in summaries), 6),
+            "tokens": sum(s.get("tokens_in", 0) + s.get("tokens_out", 0) for s in summaries),
+            "requests": sum(s.get("requests", 0) for s in summaries),
+            "cache_hits": sum(s.get("cache_hits", 0) for s in summaries),
+            "stopped_reason": next((s["stopped_reason"] for s in summaries
+                                    if s.get("stopped_reason")), None),
+        }
+
+    # ------------------------------------------------------------------ budget and deadline
+
+    def budget_options(self) -> list[str]:
+        b, spent = self.config.budget, self.history.spent()
+        options = []
+        if b.max_cost is not None:
+            options += ["--max-cost", f"{max(0.0, b.max_cost - spent['cost_usd']):.6f}"]
+        if b.max_tokens is not None:
+            options += ["--max-tokens", str(max(0, int(b.max_tokens - spent["tokens"])))]
+        if self.deadline is not None:
+            options += ["--deadline", f"{max(1, int(self.deadline - time.time()))}s"]
+        return options
+
+    def check_budget(self, stage: Stage) -> None:
+        """No stage starts that the budget cannot pay for, or that would end after the
+        deadline by the time it took last iteration."""
+        b, spent = self.config.budget, self.history.spent()
+        if b.max_cost is not None and spent["cost_usd"] >= b.max_cost:
+            raise Stop(f"the budget of ${b.max_cost} is spent (${spent['cost_usd']:.4f})")
+        if b.max_tokens is not None and spent["tokens"] >= b.max_tokens:
+            raise Stop(f"the budget of {b.max_tokens} tokens is spent")
+        if self.deadline is None:
+            return
+        left = self.deadline - time.time()
+        took = self.history.seconds(stage.name, stage.iteration)
+        if left <= 0 or (took is not None and took > left):
+            when = time.strftime("%H:%M", time.localtime(self.deadline))
+            raise Stop(f"deadline {when}: {stage.name} of iteration {stage.iteration} would "
+                       f"not finish in time (it took {took or 0:.0f}s before; "
+                       f"{max(left, 0):.0f}s left)")
+
+    # ------------------------------------------------------------------ in-process steps
+
+    def prepare(self, i: int) -> dict[str, Any]:
+        """The iteration's prompts from the pool (in turn, round again when used up), checked
+        against the evaluation suite, and its training config."""
+        from cai.data.contamination import find_contaminated
+        from cai.data.rows import read_rows
+
+        pool = list(read_jsonl(self.run.pool))
+        if not pool:
+            raise StageFailed(f"{self.run.pool}: no prompts left after deduplication and "
+                              "decontamination; give more prompts")
+        k = self.run.per_iteration
+        rows = [pool[((i - 1) * k + n) % len(pool)] for n in range(min(k, len(pool)))]
+        d = self.run.iter_dir(i)
+        write_jsonl(d / "prompts.jsonl", rows)
+        overlap = find_contaminated(read_rows(d / "prompts.jsonl"), read_rows(self.run.suite),
+                                    13)
+        if overlap:  # the pool was decontaminated: this would be a bug, never trained on
+            raise StageFailed(f"{len(overlap)} prompts of iteration {i} overlap the held-out "
+                              "evaluation suite")
+        t = self.config.training
+        trl = {"save_strategy": "steps", "save_steps": t.save_steps, "seed": self.config.seed,
+               **t.trl}
+        (d / "train.yaml").write_text(yaml.safe_dump({"trl": trl}), encoding="utf-8")
+        return {"prompts": len(rows), "heldout_overlap": 0}
+
+    def gate(self, i: int) -> dict[str, Any]:
+        d = self.run.iter_dir(i)
+        report = json.loads((d / "eval" / "report.json").read_text(encoding="utf-8"))
+        gates = apply_gates(self.config.gates, report)
+        last = self.config.training.method.split("+")[-1]
+        result = {"candidate": f"hf:{d / f'train-{last}'}",
+                  "promoted": all(g["passed"] for g in gates), "gates": gates}
+        self.history.add(event="gate", iteration=i, **result)
+        return result
+
+    def promote(self, i: int, result: dict[str, Any]) -> None:
+        d = self.run.iter_dir(i)
+        if result["promoted"]:
+            self.run.policy = result["candidate"]
+            self.run.policy_answers = d / "eval" / ANSWERS
+            self.echo(f"iteration {i}: promoted {result['candidate']}")
+            return
+        failed = ", ".join(g["name"] for g in result["gates"] if not g["passed"])
+        self.echo(f"iteration {i}: not promoted (failed: {failed}); the policy stays "
+                  f"{self.run.policy}")
+        if self.config.on_gate_fail == "stop":
+            raise Stop(f"iteration {i}: the candidate failed the gates ({failed}); "
+                       "on_gate_fail is stop")
+
+    def report(self, live: bool = True) -> None:
+        from cai.loop.report import write_loop_report
+
+        write_loop_report(self.run.folder, live)
+
+
+def _last_error(log: Path, start: int) -> str | None:
+    """The child's `error:` line (or its last line), from what it wrote to the log."""
+    with open(log, "rb") as f:
+        f.seek(start)
+        lines = [x.strip() for x in f.read().decode("utf-8", "replace").splitlines() if x.strip()]
+    errors = [x for x in lines if x.startswith("error:")]
+    return (errors[-1].removeprefix("error:").strip() if errors else
+            (lines[-1] if lines else None))
+
+
+def run_loop(config: Path, folder: Path, *, iterations: int | None = None,
+             limit: int | None = None, echo: Any = print) -> dict[str, Any]:
+    return Loop(config, folder, iterations=iterations, limit=limit, echo=echo).go()
+

@@ -1,0 +1,63 @@
+"""The morning report as people read it: report.md and report.html (offline, plots inline),
+drawn from the loop's report.json with the evaluation reports' renderer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cai.evals.report import pyplot, render, svg
+
+
+def write_views(folder: Path, report: dict[str, Any]) -> None:
+    its = [i for i in report["iterations"] if i["win_rate_vs_current"] is not None]
+    plots = {"wins": wins(its), "safety": safety(report, its), "drift": drift(report, its)} \
+        if its else {}
+    (folder / "report.md").write_text(render("loop.md.j2", r=report) + "\n", encoding="utf-8")
+    (folder / "report.html").write_text(render("loop.html.j2", r=report, plots=plots),
+                                        encoding="utf-8")
+
+
+def _axes(title: str) -> tuple[Any, Any]:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 2.4))
+    ax.set_xlabel("iteration")
+    ax.set_title(title, loc="left", fontsize=9)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    return fig, ax
+
+
+def wins(its: list[dict[str, Any]]) -> str:
+    fig, ax = _axes("candidate's win rate, judged by the evaluator")
+    xs = [i["iteration"] for i in its]
+    ax.plot(xs, [i["win_rate_vs_current"] for i in its], "o-", color="#3b6ea8",
+            label="against the current policy")
+    ax.plot(xs, [i["win_rate_vs_start"] for i in its], "s--", color="#c98b2b",
+            label="against the start")
+    ax.axhline(0.5, color="#999999", linestyle=":", linewidth=1)
+    ax.set_ylim(0, 1)
+    ax.legend(frameon=False, fontsize=8)
+    return svg(fig)
+
+
+def safety(report: dict[str, Any], its: list[dict[str, Any]]) -> str:
+    fig, ax = _axes("rates of the candidate (iteration 0: the start)")
+    xs = [0] + [i["iteration"] for i in its]
+    for key, label, colour in (("over_refusal_rate", "over-refusal", "#c0504d"),
+                               ("unsafe_compliance_rate", "unsafe compliance", "#555555"),
+                               ("hedge_rate", "hedged answers", "#3b6ea8")):
+        ys = [report["start"].get(key)] + [i["candidate"].get(key) for i in its]
+        ax.plot(xs, [y if y is not None else float("nan") for y in ys], "o-", label=label,
+                color=colour)
+    ax.set_ylim(0, 1)
+    ax.legend(frameon=False, fontsize=8)
+    return svg(fig)
+
+
+def drift(report: dict[str, Any], its: list[dict[str, Any]]) -> str:
+    fig, ax = _axes("mean answer length (words) of the candidate")
+    xs = [0] + [i["iteration"] for i in its]
+    ys = [report["start"].get("mean_length")] + [i["candidate"].get("mean_length") for i in its]
+    ax.plot(xs, [y if y is not None else float("nan") for y in ys], "o-", color="#3b6ea8")
+    ax.set_ylim(bottom=0)
+    return svg(fig)
