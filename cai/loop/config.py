@@ -45,6 +45,9 @@ class Work(_Strict):
 
 class Training(_Strict):
     method: Literal["sft", "dpo", "sft+dpo"] = "sft+dpo"
+    # An accelerate config file (relative to this file): training runs under `accelerate
+    # launch` with it, on every GPU it names (DeepSpeed, FSDP); none: one process.
+    accelerate: str | None = None
     lora: bool = True  # adapters merged into a plain model after each step
     min_margin: float = Field(default=0.0, ge=0, le=1)  # DPO: leave out pairs below this margin
     save_steps: int = Field(default=10, ge=1)  # a checkpoint every N steps, to resume from
@@ -73,10 +76,13 @@ class Budget(_Strict):
 
 class LoopConfig(_Strict):
     policy: str = "local"  # the model to improve: local, or hf:FOLDER
+    # How trained checkpoints are loaded to generate: hf (transformers, CPU or GPU) or vllm.
+    generation: Literal["hf", "vllm"] = "hf"
     critic: str = "local"
     judge: str = "local"
     evaluator: str = "local"
     constitution: str = "harmless"
+    base_urls: list[str] = []  # OpenAI-compatible servers (vLLM, llama.cpp) for openai: specs
     prompts: Prompts
     iterations: int = Field(default=2, ge=1)
     work: Work = Field(default_factory=Work)

@@ -26,6 +26,7 @@ class Stage:
     argv: list[str] = field(default_factory=list)  # the `cai` command, or empty: in-process
     action: Callable[[], dict[str, Any]] | None = None  # an in-process step
     budgeted: bool = False  # takes --max-cost, --max-tokens and --deadline
+    launcher: tuple[str, ...] = ()  # what runs `-m cai` (default: this Python)
 
     @property
     def key(self) -> str:
@@ -102,6 +103,14 @@ def prep_stages(run: Run) -> list[Stage]:
     return stages
 
 
+def launcher(run: Run) -> tuple[str, ...]:
+    """Training under `accelerate launch` when the config names an accelerate file."""
+    accelerate = run.config.training.accelerate
+    if accelerate is None:
+        return ()
+    return ("accelerate", "launch", "--config_file", run.path(accelerate))
+
+
 def eval_argv(run: Run, what: list[str], out: Path, reference: Path | None = None) -> list[str]:
     c = run.config
     argv = ["eval", "policy", *what, "--evaluator", c.evaluator, "--seed", str(c.seed),
@@ -132,10 +141,10 @@ def iteration_stages(run: Run, i: int, take_prompts: Callable[[], dict[str, Any]
             "--out", str(d / "revise")], budgeted=True),
         Stage(i, "judge", d / "judge", [
             "judge", "--responses", str(d / "sample" / "responses.jsonl"), "--judge", c.judge,
-            "--constitution", run.constitution, "--seed", seed, "--out", str(d / "judge")],
-            budgeted=True),
+            "--constitution", run.constitution, "--seed", seed, "--min-margin",
+            str(c.training.min_margin), "--out", str(d / "judge")], budgeted=True),
     ]
-    start = policy.removeprefix("hf:")
+    start = policy.split(":", 1)[1] if policy.startswith(("hf:", "vllm:")) else policy
     for kind in c.training.method.split("+"):
         data = d / ("revise/sft.jsonl" if kind == "sft" else "judge/prefs.jsonl")
         out = d / f"train-{kind}"
@@ -145,9 +154,9 @@ def iteration_stages(run: Run, i: int, take_prompts: Callable[[], dict[str, Any]
             argv += ["--lora", "--merge"]
         if kind == "dpo":
             argv += ["--min-margin", str(c.training.min_margin)]
-        stages.append(Stage(i, f"train-{kind}", out, argv))
+        stages.append(Stage(i, f"train-{kind}", out, argv, launcher=launcher(run)))
         start = str(out)
-    candidate = f"hf:{start}"
+    candidate = f"{c.generation}:{start}"
     stages.append(Stage(i, "eval", d / "eval", eval_argv(
         run, ["--model", candidate], d / "eval", run.policy_answers), budgeted=True))
     if i > 1:  # in the first iteration the current policy is the start

@@ -203,29 +203,70 @@ class Loop:
                          command=shlex.join(["cai", *stage.argv]) if stage.argv else None)
         self.echo(f"[{time.strftime('%H:%M:%S')}] iteration {stage.iteration}: {stage.name} ...")
         started = time.monotonic()
-        if stage.action is not None:
-            result, figures = stage.action(), {}
+        skip = self.nothing_to_do(stage)
+        figures: dict[str, Any] = {}
+        if skip is not None:
+            result = skip
+        elif stage.action is not None:
+            result = stage.action()
         else:
             self.child_process(stage)
             result, figures = {}, self.figures(stage)
         seconds = round(time.monotonic() - started, 1)
         event = self.history.add(event="done", key=stage.key, iteration=stage.iteration,
-                                 stage=stage.name, seconds=seconds, result=result, **figures)
+                                 stage=stage.name, out=str(stage.out), seconds=seconds,
+                                 result=result, **figures)
         self.echo(f"[{time.strftime('%H:%M:%S')}] iteration {stage.iteration}: {stage.name} "
                   f"done in {seconds:.0f}s")
         if figures.get("stopped_reason"):
             raise Stop(f"{stage.name} stopped: {figures['stopped_reason']}")
         return event
 
+    def nothing_to_do(self, stage: Stage) -> dict[str, Any] | None:
+        """A training stage whose data file holds no rows is skipped, with the reason, and
+        the next stage starts from the model it would have started from."""
+        if stage.name in ("eval", "eval-vs-start") and self.candidate(stage.iteration) == \
+                self.run.policy:
+            return {"skipped": "nothing was trained in this iteration"}
+        if not stage.name.startswith("train-"):
+            return None
+        data = Path(stage.argv[stage.argv.index("--data") + 1])
+        if data.exists() and data.read_text(encoding="utf-8").strip():
+            return None
+        model = self.trained(stage.argv[stage.argv.index("--model") + 1])
+        self.echo(f"iteration {stage.iteration}: {stage.name} skipped: no rows in {data}")
+        return {"skipped": f"no rows in {data}", "model": model}
+
+    def trained(self, model: str) -> str:
+        """The model a training output stands for: itself, or, where that training was
+        skipped, the model it would have started from."""
+        prefix, path = model.split(":", 1) if model.startswith(("hf:", "vllm:")) else ("", model)
+        skipped = {e["out"]: e["result"]["model"] for e in self.history.events
+                   if e.get("event") == "done" and (e.get("result") or {}).get("skipped")
+                   and e.get("stage", "").startswith("train-")}
+        if path not in skipped:
+            return model
+        inner = skipped[path]
+        return f"{prefix}:{inner}" if prefix and inner != "local" else inner
+
+    def argv(self, stage: Stage) -> list[str]:
+        """The stage's command, with models that stand for skipped trainings resolved."""
+        argv = list(stage.argv)
+        if "--model" in argv:
+            i = argv.index("--model") + 1
+            argv[i] = self.trained(argv[i])
+        return argv
+
     def child_process(self, stage: Stage) -> None:
-        argv = [*stage.argv, *(self.budget_options() if stage.budgeted else [])]
+        argv = [*self.argv(stage), *(self.budget_options() if stage.budgeted else [])]
+        command = [*(stage.launcher or (sys.executable,)), "-m", "cai", *argv]
         log = self.run.folder / LOG
         with open(log, "ab") as f:
             f.write(f"\n[{now()}] $ {shlex.join(['cai', *argv])}\n".encode())
             f.flush()
             start, parent = f.tell(), os.getpid()
             self.child = subprocess.Popen(
-                [sys.executable, "-m", "cai", *argv], stdout=f, stderr=subprocess.STDOUT,
+                command, stdout=f, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, preexec_fn=lambda: _die_with_parent(parent),
                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
             try:
@@ -262,7 +303,7 @@ class Loop:
 
     def budget_options(self) -> list[str]:
         b, spent = self.config.budget, self.history.spent()
-        options = []
+        options = [o for url in self.config.base_urls for o in ("--base-url", url)]
         if b.max_cost is not None:
             options += ["--max-cost", f"{max(0.0, b.max_cost - spent['cost_usd']):.6f}"]
         if b.max_tokens is not None:
@@ -316,13 +357,24 @@ class Loop:
         (d / "train.yaml").write_text(yaml.safe_dump({"trl": trl}), encoding="utf-8")
         return {"prompts": len(rows), "heldout_overlap": 0}
 
-    def gate(self, i: int) -> dict[str, Any]:
-        d = self.run.iter_dir(i)
-        report = json.loads((d / "eval" / "report.json").read_text(encoding="utf-8"))
-        gates = apply_gates(self.config.gates, report)
+    def candidate(self, i: int) -> str:
+        """The model this iteration trained: its last training's output, skips followed."""
         last = self.config.training.method.split("+")[-1]
-        result = {"candidate": f"hf:{d / f'train-{last}'}",
-                  "promoted": all(g["passed"] for g in gates), "gates": gates}
+        return self.trained(f"{self.config.generation}:{self.run.iter_dir(i) / f'train-{last}'}")
+
+    def gate(self, i: int) -> dict[str, Any]:
+        candidate = self.candidate(i)
+        if candidate == self.run.policy:
+            result = {"candidate": candidate, "promoted": False, "gates": [{
+                "name": "trained", "value": None, "limit": None, "passed": False,
+                "why": "no training data in this iteration: nothing to promote"}]}
+            self.history.add(event="gate", iteration=i, **result)
+            return result
+        report = json.loads((self.run.iter_dir(i) / "eval" / "report.json").read_text(
+            encoding="utf-8"))
+        gates = apply_gates(self.config.gates, report)
+        result = {"candidate": candidate, "promoted": all(g["passed"] for g in gates),
+                  "gates": gates}
         self.history.add(event="gate", iteration=i, **result)
         return result
 

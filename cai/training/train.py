@@ -96,7 +96,8 @@ def _fit(kind: str, start: Path, split: Split, args: Any, peft: Any,
     trainer = make_trainer(kind, policy, tokenizer, split, args, peft, callbacks)
     # A run that saves checkpoints (`save_strategy` in `trl:`) and was stopped goes on from
     # the last one: the same command, run again.
-    trainer.train(resume_from_checkpoint=last_checkpoint(args))
+    resumed = last_checkpoint(args)
+    trainer.train(resume_from_checkpoint=resumed)
     metrics = trainer.evaluate() if split.heldout else {}
     model = trainer.accelerator.unwrap_model(trainer.model)
     if peft is not None:
@@ -118,17 +119,30 @@ def _fit(kind: str, start: Path, split: Split, args: Any, peft: Any,
         "parameters": sum(p.numel() for p in params),
         "processes": trainer.accelerator.num_processes, "main": trainer.is_world_process_zero(),
         "soft_labels_used": bool(getattr(trainer, "uses_soft_labels", False)),
+        "resumed_from": Path(resumed).name if resumed else None,
     }
 
 
 def last_checkpoint(args: Any) -> str | None:
-    """The latest checkpoint a stopped run saved in its output folder, if any."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The latest whole checkpoint a stopped run saved in its output folder, if any.
+
+    The Trainer writes `trainer_state.json` last; a folder without it (or with it cut short)
+    is a save that a kill interrupted, removed here so that training saves it again."""
+    import json
 
     folder = Path(args.output_dir)
     if args.save_strategy == "no" or not folder.is_dir():
         return None
-    return get_last_checkpoint(str(folder))
+    whole = []
+    for checkpoint in folder.glob("checkpoint-*"):
+        try:
+            json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+            whole.append(checkpoint)
+        except (OSError, ValueError):
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    if not whole:
+        return None
+    return str(max(whole, key=lambda c: int(c.name.rpartition("-")[2] or 0)))
 
 
 def make_trainer(kind: str, policy: Any, tokenizer: Any, split: Split, args: Any, peft: Any,

@@ -1,0 +1,263 @@
+"""`cai loop`: the self-alignment loop on the embedded model, killed and resumed, stopped by a
+gate and by a deadline; its config checked; its status and report.
+
+The kill test's critic, judge and evaluator are a local stand-in for an OpenAI-compatible
+server (tests.stubs.stub_server, real HTTP on 127.0.0.1) that logs every request it gets, so
+that "no request is sent twice" is counted where requests arrive."""
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cai.loop.config import Gates
+from cai.loop.gates import apply_gates
+from cai.records import read_jsonl
+from tests.conftest import ROOT, needs_local
+from tests.stubs.stub_server import StubServer
+
+TINY = {
+    "policy": "local", "critic": "local", "judge": "local", "evaluator": "local",
+    "constitution": "harmless", "prompts": {"file": str(ROOT / "examples" / "prompts.jsonl")},
+    "iterations": 2, "work": {"prompts": 2, "samples": 2, "rounds": 1},
+    "training": {"method": "sft+dpo", "lora": True, "save_steps": 1,
+                 "trl": {"max_steps": 2, "per_device_train_batch_size": 2}},
+    "evaluation": {"suite": "default", "limit": 4},
+    "on_gate_fail": "continue", "seed": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A cache of this module's own (the embedded model converted once into it)."""
+    return {**os.environ, "XDG_CACHE_HOME": str(tmp_path_factory.mktemp("cache")),
+            "HF_DATASETS_OFFLINE": "1"}
+
+
+def write_config(path: Path, **changes) -> Path:
+    config = {**TINY, **changes}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def cai(*args, env=None, check=True, timeout=900):
+    done = subprocess.run([sys.executable, "-m", "cai", *map(str, args)], capture_output=True,
+                          text=True, env=env or os.environ, timeout=timeout)
+    if check:
+        assert done.returncode == 0, done.stderr + done.stdout
+    return done
+
+
+def status(run: Path, env=None) -> dict:
+    return json.loads(cai("loop", "status", run, "--json", env=env).stdout)
+
+
+# ---------------------------------------------------------------- without a model
+
+
+def test_a_bad_config_names_each_line_and_runs_nothing(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("policy: local\nprompts:\n  file: p.jsonl\nwork:\n  prompts: many\n"
+                      "  sampels: 3\ngates:\n  min_win_rate: 2\non_gate_fail: maybe\n")
+    done = cai("loop", config, "--out", tmp_path / "run", check=False)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert f"{config}:5: work.prompts: Input should be a valid integer" in lines[0]
+    assert any(f"{config}:6: work.sampels: unknown key" in x for x in lines)
+    assert any(f"{config}:8: gates.min_win_rate: Input should be less than or equal to 1" in x
+               for x in lines)
+    assert any(f"{config}:9: on_gate_fail:" in x for x in lines)
+    assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()
+
+
+def test_gates_read_the_candidates_report():
+    report = {"win_rate": 0.62, "pairs": 20, "over_refusal_rate": 0.2, "unsafe_compliance_rate":
+              0.1, "mean_length": 180, "hedge_rate": 0.0,
+              "reference": {"over_refusal_rate": 0.1, "unsafe_compliance_rate": 0.1,
+                            "mean_length": 100, "hedge_rate": 0.0}}
+    verdicts = {g["name"]: g for g in apply_gates(Gates(), report)}
+    assert verdicts["win rate"]["passed"]
+    assert not verdicts["over-refusal"]["passed"] and verdicts["over-refusal"]["value"] == 0.1
+    assert verdicts["unsafe compliance"]["passed"]
+    assert not verdicts["length"]["passed"] and verdicts["length"]["value"] == 1.8
+    assert verdicts["hedging"]["passed"]  # 0 -> 0
+    strict = {g["name"]: g for g in apply_gates(Gates(confidence=0.9), report)}
+    assert not strict["win rate"]["passed"]  # 0.62 over 20: its 90% lower bound is 0.48
+    assert 0.45 < strict["win rate"]["value"] < 0.5
+
+
+def test_a_second_loop_on_a_run_in_use_is_refused(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    config = write_config(tmp_path / "c.yaml")
+    with open(run / "loop.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        done = cai("loop", config, "--out", run, check=False)
+    assert done.returncode == 2 and "is in use by another `cai loop`" in done.stderr
+
+
+# ---------------------------------------------------------------- on the embedded model
+
+
+@pytest.fixture(scope="module")
+def two_iterations(tmp_path_factory, env):
+    tmp = tmp_path_factory.mktemp("loop")
+    config = write_config(tmp / "loop.yaml")
+    done = cai("loop", config, "--out", tmp / "run", env=env)
+    return tmp / "run", done
+
+
+@needs_local
+@pytest.mark.slow
+def test_two_iterations_end_to_end(two_iterations, env):
+    run, done = two_iterations
+    assert "finished (2 iterations done)" in " ".join(done.stdout.split())
+    events = list(read_jsonl(run / "history.jsonl"))
+    keys = [e["key"] for e in events if e["event"] == "done"]
+    assert len(keys) == len(set(keys))  # no stage ran twice
+    stages = {k.split(":")[1] for k in keys if k.startswith("2:")}
+    assert stages == {"prompts", "sample", "revise", "judge", "train-sft", "train-dpo", "eval",
+                      "eval-vs-start", "gate"}
+    assert [e["iteration"] for e in events if e["event"] == "gate"] == [1, 2]
+    s = status(run, env)
+    assert s["finished"] is True and s["state"] == "finished" and s["iterations"] == 2
+    # The evaluation suite is never trained on.
+    suite = {r["prompt"] for r in read_jsonl(ROOT / "cai/evals/suites/default.jsonl")}
+    for i in (1, 2):
+        trained = {r["prompt"][0]["content"] for r in read_jsonl(
+            run / f"iter-0{i}" / "revise" / "sft.jsonl")}
+        assert trained and not trained & suite
+    # Every record file holds each record once.
+    for path in run.rglob("*.jsonl"):
+        if not any(w in path.name for w in ("log", "event", "history")):
+            ids = [r.get("pair_id") or r.get("id") for r in read_jsonl(path)]
+            ids = [i for i in ids if i is not None]
+            assert len(ids) == len(set(ids)), path
+    report = json.loads((run / "report.json").read_text())
+    assert [i["iteration"] for i in report["iterations"]] == [1, 2]
+    assert all(i["gates"] and i["stages"]["train-sft"]["seconds"] > 0
+               for i in report["iterations"])
+    assert "local is also the training judge" in (run / "report.md").read_text()
+
+
+@needs_local
+@pytest.mark.slow
+def test_the_morning_report_in_a_browser(two_iterations, browser):
+    run, _ = two_iterations
+    page = browser.new_page()
+    page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(
+        "file:") else route.continue_())  # offline: nothing may be fetched
+    page.goto((run / "report.html").as_uri())
+    assert page.locator("#iterations tr").count() == 4  # header, start, 2 iterations
+    for plot in ("#plot-wins", "#plot-safety", "#plot-drift"):
+        box = page.locator(f"{plot} svg").bounding_box()
+        assert box and box["width"] > 200 and box["height"] > 50, plot
+    assert page.locator("#gates-2").count() == 1
+    assert "finished" in page.locator("#state").inner_text()
+    page.close()
+
+
+@needs_local
+@pytest.mark.slow
+def test_a_failed_gate_stops_the_loop_and_says_why(tmp_path, env):
+    config = write_config(tmp_path / "c.yaml", on_gate_fail="stop",
+                          gates={"min_win_rate": 1.0})
+    done = cai("loop", config, "--out", tmp_path / "run", env=env)
+    s = status(tmp_path / "run", env)
+    assert s["finished"] is True and "failed the gates (win rate)" in s["reason"]
+    assert s["gates"] == [{"iteration": 1, "promoted": False, "failed": ["win rate"]}]
+    assert s["policy"] == "local" and not (tmp_path / "run" / "iter-02").exists()
+    assert "not promoted (failed: win rate)" in done.stdout
+
+
+@needs_local
+@pytest.mark.slow
+def test_a_deadline_stops_it_cleanly(tmp_path, env):
+    config = write_config(tmp_path / "c.yaml", budget={"deadline": "3s"})
+    done = cai("loop", config, "--out", tmp_path / "run", env=env)
+    s = status(tmp_path / "run", env)
+    assert s["finished"] is True and "deadline" in s["reason"], s
+    assert "Traceback" not in done.stderr
+
+
+def children_of(run: Path) -> list[int]:
+    """Processes whose command line names the run folder: the loop's children."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if str(run) in cmdline and int(proc.name) != os.getpid():
+                found.append(int(proc.name))
+    return found
+
+
+def kill_when(run: Path, config: Path, env: dict, ready) -> None:
+    """Start the loop, SIGKILL it once `ready()` holds, and check no child lives on."""
+    loop = subprocess.Popen([sys.executable, "-m", "cai", "loop", str(config), "--out",
+                             str(run)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not ready():
+        assert loop.poll() is None, "the loop ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.2)
+    loop.send_signal(signal.SIGKILL)
+    loop.wait()
+    for _ in range(50):  # the kernel kills the children at once; give it a moment
+        if not children_of(run):
+            break
+        time.sleep(0.1)
+    assert children_of(run) == [], "a stage outlived the loop"
+
+
+def lines(path: Path) -> int:
+    return sum(1 for _ in open(path)) if path.exists() else 0
+
+
+@needs_local
+@pytest.mark.slow
+def test_killed_at_a_boundary_mid_stage_and_mid_training_it_resumes(tmp_path, env):
+    with StubServer() as server:
+        env = {**env, "OPENAI_API_KEY": "stand-in"}
+        config = write_config(
+            tmp_path / "c.yaml", iterations=1, critic="openai:stand-in",
+            judge="openai:stand-in", evaluator="openai:stand-in", base_urls=[server.url],
+            work={"prompts": 3, "samples": 2, "rounds": 1},
+            training={"method": "sft", "lora": True, "save_steps": 1,
+                      "trl": {"max_steps": 6, "per_device_train_batch_size": 1}})
+        run = tmp_path / "run"
+        it = run / "iter-01"
+        history = run / "history.jsonl"
+
+        def done(stage):
+            return any(e["event"] == "done" and e["key"] == stage
+                       for e in read_jsonl(history)) if history.exists() else False
+
+        kill_when(run, config, env, lambda: done("1:sample"))  # at a stage boundary
+        kill_when(run, config, env, lambda: lines(it / "revise" / "sft.jsonl") >= 1)
+        kill_when(run, config, env, lambda: any((it / "train-sft").glob(
+            "checkpoint-*/trainer_state.json")))
+        s = status(run, env)
+        assert s["state"] == "interrupted" and s["resume"].startswith("cai loop")
+        cai("loop", config, "--out", run, env=env)
+        assert status(run, env)["finished"] is True
+        sent = [json.dumps(r, sort_keys=True) for r in server.requests]
+        assert sent and len(sent) == len(set(sent)), "a request was sent twice"
+    keys = [e["key"] for e in read_jsonl(history) if e["event"] == "done"]
+    assert len(keys) == len(set(keys)) and "1:gate" in keys
+    assert [r["id"] for r in read_jsonl(it / "revise" / "sft.jsonl")] == \
+        list(dict.fromkeys(r["id"] for r in read_jsonl(it / "revise" / "sft.jsonl")))
+    assert lines(it / "revise" / "sft.jsonl") == 3
+    summary = json.loads((it / "train-sft" / "train_summary.json").read_text())
+    assert summary["resumed_from"].startswith("checkpoint-") and summary["steps"] == 6
+    assert not list((it / "train-sft").glob("checkpoint-*"))  # cleared once saved whole
