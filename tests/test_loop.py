@@ -261,3 +261,31 @@ def test_killed_at_a_boundary_mid_stage_and_mid_training_it_resumes(tmp_path, en
     summary = json.loads((it / "train-sft" / "train_summary.json").read_text())
     assert summary["resumed_from"].startswith("checkpoint-") and summary["steps"] == 6
     assert not list((it / "train-sft").glob("checkpoint-*"))  # cleared once saved whole
+
+
+@needs_local
+@pytest.mark.slow
+def test_batch_mode_waits_for_the_judges_batches(tmp_path, env):
+    """The judge's stage goes through the stand-in's OpenAI Batch endpoints; the loop
+    collects, waits while they run, and goes on."""
+    from tests.stubs.stub_batches import BatchStore
+
+    with StubServer(batches=BatchStore(polls=2)) as server:
+        config = write_config(
+            tmp_path / "c.yaml", iterations=1, critic="openai:stand-in",
+            judge="openai:stand-in", evaluator="openai:stand-in", base_urls=[server.url],
+            batch=True, batch_poll="1s", work={"prompts": 2, "samples": 2, "rounds": 1},
+            training={"method": "sft", "trl": {"max_steps": 1}})
+        done = cai("loop", config, "--out", tmp_path / "run",
+                   env={**env, "OPENAI_API_KEY": "stand-in"})
+        assert server.batches.batches  # the judge's requests went as batches
+    run = tmp_path / "run"
+    assert "batch(es) still running" in done.stdout
+    commands = [e["command"] for e in read_jsonl(run / "history.jsonl")
+                if e["event"] == "start"]
+    assert any(c and c.startswith("cai judge") for c in commands)
+    log = (run / "loop.log").read_text()
+    assert "cai judge" in log and "--batch" in log and "cai batch collect" in log
+    judged = json.loads((run / "iter-01" / "judge" / "summary.json").read_text())
+    assert judged["finished"] and judged["done"] == 2 and judged["deferred"] == 0
+    assert status(run, env)["finished"] is True

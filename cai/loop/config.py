@@ -83,6 +83,10 @@ class LoopConfig(_Strict):
     evaluator: str = "local"
     constitution: str = "harmless"
     base_urls: list[str] = []  # OpenAI-compatible servers (vLLM, llama.cpp) for openai: specs
+    # Stages whose every model has a provider batch API (the judge's, for one) go through it
+    # at half price; the loop waits for the batches, collecting every `batch_poll`.
+    batch: bool = False
+    batch_poll: str = "10m"
     prompts: Prompts
     iterations: int = Field(default=2, ge=1)
     work: Work = Field(default_factory=Work)

@@ -27,6 +27,7 @@ class Stage:
     action: Callable[[], dict[str, Any]] | None = None  # an in-process step
     budgeted: bool = False  # takes --max-cost, --max-tokens and --deadline
     launcher: tuple[str, ...] = ()  # what runs `-m cai` (default: this Python)
+    batch: bool = False  # through the provider batch API (--batch)
 
     @property
     def key(self) -> str:
@@ -88,7 +89,8 @@ def prep_stages(run: Run) -> list[Stage]:
         stages.append(Stage(0, "generate", folder / "generated", [
             "data", "prompts", "--n", str(n), "--kind", c.prompts.kind, "--model",
             c.prompts.generator, "--constitution", run.constitution, "--seed", str(c.seed),
-            "--out", str(folder / "generated")], budgeted=True))
+            "--out", str(folder / "generated")], budgeted=True,
+            batch=batched(run, c.prompts.generator)))
         source = str(folder / "generated" / "prompts.jsonl")
     stages += [
         Stage(0, "dedup", folder, ["data", "dedup", str(source), "--out",
@@ -101,6 +103,14 @@ def prep_stages(run: Run) -> list[Stage]:
             run, ["--model", c.policy], run.folder / "eval-start"), budgeted=True),
     ]
     return stages
+
+
+def batched(run: Run, *specs: str) -> bool:
+    """Whether a stage goes through provider batch APIs: batch mode is on, and every model
+    it calls has one."""
+    from cai.models.registry import parse_spec
+
+    return run.config.batch and all(parse_spec(s).kind.batch_api for s in specs)
 
 
 def launcher(run: Run) -> tuple[str, ...]:
@@ -142,7 +152,8 @@ def iteration_stages(run: Run, i: int, take_prompts: Callable[[], dict[str, Any]
         Stage(i, "judge", d / "judge", [
             "judge", "--responses", str(d / "sample" / "responses.jsonl"), "--judge", c.judge,
             "--constitution", run.constitution, "--seed", seed, "--min-margin",
-            str(c.training.min_margin), "--out", str(d / "judge")], budgeted=True),
+            str(c.training.min_margin), "--out", str(d / "judge")], budgeted=True,
+            batch=batched(run, c.judge)),
     ]
     start = policy.split(":", 1)[1] if policy.startswith(("hf:", "vllm:")) else policy
     for kind in c.training.method.split("+"):
@@ -162,6 +173,7 @@ def iteration_stages(run: Run, i: int, take_prompts: Callable[[], dict[str, Any]
     if i > 1:  # in the first iteration the current policy is the start
         stages.append(Stage(i, "eval-vs-start", d / "eval-vs-start", eval_argv(
             run, ["--responses", str(d / "eval" / ANSWERS)], d / "eval-vs-start",
-            run.folder / "eval-start" / ANSWERS), budgeted=True))
+            run.folder / "eval-start" / ANSWERS), budgeted=True,
+            batch=batched(run, c.evaluator)))
     stages.append(Stage(i, "gate", d, action=gate))
     return stages

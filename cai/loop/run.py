@@ -211,6 +211,9 @@ class Loop:
             result = stage.action()
         else:
             self.child_process(stage)
+            while stage.batch and self.figures(stage)["deferred"]:
+                self.wait_for_batches(stage)
+                self.child_process(stage)  # takes the results from the cache, queues the rest
             result, figures = {}, self.figures(stage)
         seconds = round(time.monotonic() - started, 1)
         event = self.history.add(event="done", key=stage.key, iteration=stage.iteration,
@@ -258,7 +261,8 @@ class Loop:
         return argv
 
     def child_process(self, stage: Stage) -> None:
-        argv = [*self.argv(stage), *(self.budget_options() if stage.budgeted else [])]
+        argv = [*self.argv(stage), *(self.budget_options() if stage.budgeted else []),
+                *(["--batch"] if stage.batch else [])]
         command = [*(stage.launcher or (sys.executable,)), "-m", "cai", *argv]
         log = self.run.folder / LOG
         with open(log, "ab") as f:
@@ -297,7 +301,26 @@ class Loop:
             "cache_hits": sum(s.get("cache_hits", 0) for s in summaries),
             "stopped_reason": next((s["stopped_reason"] for s in summaries
                                     if s.get("stopped_reason")), None),
+            "deferred": sum(s.get("deferred", 0) for s in summaries),
         }
+
+    def wait_for_batches(self, stage: Stage) -> None:
+        """Collect the stage's provider batches (`cai batch collect`) until none is running,
+        waiting `batch_poll` between tries; the deadline still holds."""
+        from cai.models.provider_batch import load_state
+
+        poll = max(1.0, (parse_deadline(self.config.batch_poll) or 0) - time.time())
+        collect = Stage(stage.iteration, "batch-collect", stage.out,
+                        ["batch", "collect", "--out", str(stage.out)])
+        while True:
+            self.child_process(collect)
+            running = [b for b in load_state(stage.out)["batches"] if not b["collected"]]
+            if not running:
+                return
+            self.check_budget(stage)
+            self.echo(f"iteration {stage.iteration}: {stage.name}: {len(running)} batch(es) "
+                      f"still running; next look in {poll:.0f}s")
+            time.sleep(poll)
 
     # ------------------------------------------------------------------ budget and deadline
 
