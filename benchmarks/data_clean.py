@@ -6,7 +6,8 @@ Rows are made from the words of the shipped evaluation suite and the labelled an
 tests/data, in seeded random orders of 12 to 40 words, with every tenth row a copy of an
 earlier one with one word changed. Only the longer of those copies are near duplicates at the
 default threshold (one word changed in 12 words leaves a 3-gram Jaccard similarity of 0.54),
-so fewer are found than planted. The process is pinned to one core where
+so fewer are found than planted. Every hundredth row carries an evaluation row whole, so that
+the decontamination benchmark matches as well as scans. The process is pinned to one core where
 the OS allows. Results go to benchmarks/results/data_clean.json.
 """
 
@@ -49,6 +50,10 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     rows, evaluation = make(args.n, 1), make(args.against, 2)
+    planted = list(range(0, args.n, 100))
+    for i in planted:  # an evaluation prompt inside a training row
+        text = f"{rows[i].text} {evaluation[i % args.against].text}"
+        rows[i] = Row(i, str(i), text, {"id": str(i), "prompt": text})
     start = time.perf_counter()
     duplicates = find_duplicates(rows)
     dedup_s = time.perf_counter() - start
@@ -61,7 +66,8 @@ def main() -> None:
         "dedup_seconds": round(dedup_s, 2), "duplicates_found": len(duplicates),
         "near_duplicates_planted": args.n // 10,
         "decontaminate_seconds": round(decontaminate_s, 2),
-        "contaminated_found": len(contaminated), "target_seconds": 60,
+        "contaminated_found": len(contaminated), "contaminated_planted": len(planted),
+        "target_seconds": 60,
     }
     (ROOT / "benchmarks" / "results" / "data_clean.json").write_text(
         json.dumps(result, indent=2) + "\n")

@@ -9,8 +9,11 @@ import click
 from rich.markup import escape
 
 from cai.cli.options import (
+    CONSTITUTION_HELP,
     console,
     err,
+    model_options,
+    run,
 )
 
 # ---------------------------------------------------------------- training
@@ -74,19 +77,78 @@ def train_reward(**options: Any) -> None:
     _train("reward", **options)
 
 
+@train_group.command("grpo")
+@click.option("--prompts", "prompts_file", required=True, type=click.Path(dir_okay=False),
+              help="Prompts (.jsonl, .csv, .txt); a `reference` field gives reference answers.")
+@click.option("--model", default="local", show_default=True,
+              help="Start from: local, a checkpoint folder, or hf:FOLDER.")
+@click.option("--judge", "judge_spec", default="local", show_default=True,
+              help="The judge that gives the reward.")
+@click.option("--constitution", default="harmless", show_default=True, help=CONSTITUTION_HELP)
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--reward", type=click.Choice(["pairwise", "reference", "score"]),
+              default="pairwise", show_default=True,
+              help="Against the group's other completions, against a reference answer, or a "
+              "1-10 score.")
+@click.option("--reference-model", default=None, help="With --reward reference: answer the "
+              "prompts that bring no reference with this model (e.g. the starting policy).")
+@click.option("--length-penalty", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="Subtracted from the reward in proportion to the completion's length.")
+@click.option("--no-text-fallback", is_flag=True, help="With --reward score: no score read "
+              "from the text where the judge gives no logprobs.")
+@click.option("--lora", is_flag=True, help="Train a LoRA adapter, not every weight.")
+@MERGE
+@click.option("--config", default=None, type=click.Path(dir_okay=False),
+              help="YAML with `trl:` (passed to GRPOConfig) and `lora:`.")
+@click.option("--eval-fraction", default=0.1, show_default=True,
+              type=click.FloatRange(0, 0.5), help="Share of prompts held out.")
+@model_options
+def train_grpo(prompts_file: str, model: str, judge_spec: str, constitution: str, out: str,
+               reward: str, reference_model: str | None, length_penalty: float,
+               no_text_fallback: bool, lora: bool, merge: bool, config: str | None,
+               eval_fraction: float, session: Any, templates: str | None) -> None:
+    """GRPO with the AI judge as the reward: online RLAIF."""
+    import dataclasses
+
+    from cai.templates import Templates
+    from cai.training.config import read_config
+    from cai.training.grpo import (
+        GrpoRun,
+        RewardSettings,
+        answer_references,
+        check,
+        read_prompt_rows,
+    )
+
+    path = Path(prompts_file)
+    settings = RewardSettings(judge=judge_spec, constitution=constitution, mode=reward,
+                              length_penalty=length_penalty,
+                              text_fallback=not no_text_fallback,
+                              reference_model=reference_model)
+    rows = read_prompt_rows(path)
+    check(settings, rows, path, read_config(Path(config) if config else None).trl)
+    if reward == "reference" and reference_model:
+        # Its own session: the judge's client must first be used on TRL's event loop.
+        answers = dataclasses.replace(session, clients=[], _cache=None)
+        run(answers, answer_references(rows, answers.client(reference_model)))
+    _train("grpo", (prompts_file,), model, out, lora, config, eval_fraction, merge,
+           grpo=GrpoRun(settings, session, Templates(templates), rows))
+
+
 def _train(kind: str, data: tuple[str, ...], model: str, out: str, lora: bool,
            config: str | None, eval_fraction: float, merge: bool = False,
-           min_margin: float = 0.0) -> None:
+           min_margin: float = 0.0, grpo: Any = None) -> None:
     from cai.training.train import train
 
     s = train(kind, [Path(d) for d in data], model, Path(out), lora=lora,
               config=Path(config) if config else None, merge=merge,
-              eval_fraction=eval_fraction, min_margin=min_margin)
+              eval_fraction=eval_fraction, min_margin=min_margin, grpo=grpo)
     if s is None:
         return  # not the main process of an `accelerate launch` run
     losses = [x["loss"] for x in s["losses"]]
     loss = f", loss {losses[0]:.4f} -> {losses[-1]:.4f}" if losses else ""
-    held = {"sft": "eval_loss", "dpo": "eval_rewards/accuracies", "reward": "eval_accuracy"}
+    held = {"sft": "eval_loss", "dpo": "eval_rewards/accuracies", "reward": "eval_accuracy",
+            "grpo": "eval_reward"}
     metric = s["heldout"].get(held[kind])
     shown = f"; held-out {held[kind]} {metric:.4f}" if metric is not None else ""
     console.print(f"[bold]train {kind}[/]: {s['steps']} steps on {s['train_rows']} rows{loss}"

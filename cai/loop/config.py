@@ -44,7 +44,8 @@ class Work(_Strict):
 
 
 class Training(_Strict):
-    method: Literal["sft", "dpo", "sft+dpo"] = "sft+dpo"
+    # sft: on the revisions; dpo: on the judged pairs; grpo: online, the judge as the reward.
+    method: Literal["sft", "dpo", "sft+dpo", "grpo", "sft+grpo"] = "sft+dpo"
     # An accelerate config file (relative to this file): training runs under `accelerate
     # launch` with it, on every GPU it names (DeepSpeed, FSDP); none: one process.
     accelerate: str | None = None

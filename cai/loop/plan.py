@@ -156,16 +156,21 @@ def iteration_stages(run: Run, i: int, take_prompts: Callable[[], dict[str, Any]
             batch=batched(run, c.judge)),
     ]
     start = policy.split(":", 1)[1] if policy.startswith(("hf:", "vllm:")) else policy
+    data = {"sft": ["--data", str(d / "revise/sft.jsonl")],
+            "dpo": ["--data", str(d / "judge/prefs.jsonl")],
+            "grpo": ["--prompts", prompts, "--judge", c.judge, "--constitution",
+                     run.constitution]}
     for kind in c.training.method.split("+"):
-        data = d / ("revise/sft.jsonl" if kind == "sft" else "judge/prefs.jsonl")
         out = d / f"train-{kind}"
-        argv = ["train", kind, "--data", str(data), "--model", start, "--out", str(out),
+        argv = ["train", kind, *data[kind], "--model", start, "--out", str(out),
                 "--config", str(d / "train.yaml")]
         if c.training.lora:
             argv += ["--lora", "--merge"]
         if kind == "dpo":
             argv += ["--min-margin", str(c.training.min_margin)]
-        stages.append(Stage(i, f"train-{kind}", out, argv, launcher=launcher(run)))
+        # GRPO calls the judge as it trains: it takes the budget's options too.
+        stages.append(Stage(i, f"train-{kind}", out, argv, launcher=launcher(run),
+                            budgeted=kind == "grpo"))
         start = str(out)
     candidate = f"{c.generation}:{start}"
     stages.append(Stage(i, "eval", d / "eval", eval_argv(

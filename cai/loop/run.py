@@ -129,6 +129,9 @@ class Loop:
     # ------------------------------------------------------------------ the whole run
 
     def go(self) -> dict[str, Any]:
+        # `kill` (SIGTERM) stops the loop as Ctrl-C does: the end is recorded, the running
+        # stage killed with it; a rerun resumes.
+        signal.signal(signal.SIGTERM, _interrupt)
         with locked(self.run.folder):
             self.write_run_file()
             self.history.add(event="begin", iterations=self.config.iterations,
@@ -233,7 +236,8 @@ class Loop:
             return {"skipped": "nothing was trained in this iteration"}
         if not stage.name.startswith("train-"):
             return None
-        data = Path(stage.argv[stage.argv.index("--data") + 1])
+        flag = "--data" if "--data" in stage.argv else "--prompts"
+        data = Path(stage.argv[stage.argv.index(flag) + 1])
         if data.exists() and data.read_text(encoding="utf-8").strip():
             return None
         model = self.trained(stage.argv[stage.argv.index("--model") + 1])
@@ -419,6 +423,10 @@ class Loop:
         from cai.loop.report import write_loop_report
 
         write_loop_report(self.run.folder, live)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _last_error(log: Path, start: int) -> str | None:

@@ -46,7 +46,8 @@ def model_card(s: dict[str, Any]) -> str:
     consts = "\n".join(f"- {c.get('name')} {c.get('version')}: sha256 `{c['sha256']}`"
                        for c in s["constitutions"]) or "- none named in the data"
     what = {"sft": "Supervised fine-tuning on the completions",
-            "dpo": "DPO on preference pairs", "reward": "A reward model on preference pairs"}
+            "dpo": "DPO on preference pairs", "reward": "A reward model on preference pairs",
+            "grpo": "GRPO with the AI judge as the reward (online RLAIF) on the prompts"}
     form = ("a LoRA adapter merged into its base" if s["merged"] else "a LoRA adapter"
             if s["method"] == "lora" else "a full fine-tune")
     local = LOCAL_NOTE if s["from_embedded"] else ""

@@ -15,7 +15,11 @@ from cai.errors import InputError
 from cai.records import read_text
 
 LEARNING_RATES = {("sft", False): 2e-5, ("sft", True): 2e-4, ("dpo", False): 1e-6,
-                  ("dpo", True): 1e-5, ("reward", False): 1e-5, ("reward", True): 1e-4}
+                  ("dpo", True): 1e-5, ("reward", False): 1e-5, ("reward", True): 1e-4,
+                  ("grpo", False): 1e-6, ("grpo", True): 1e-5}
+# GRPO: groups of 4 completions, short ones, no KL term (TRL's default), a log every step.
+GRPO_DEFAULTS = {"num_generations": 4, "max_completion_length": 128,
+                 "per_device_train_batch_size": 4}
 LORA_DEFAULTS = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
 SECTIONS = {"trl": "TRL's config for the command", "lora": "peft's LoraConfig"}
 
@@ -81,15 +85,16 @@ def default_settings(kind: str, out: Path, lora: bool, gpu: bool) -> dict[str, A
         # does not need; on a GPU bf16 autocast runs the matmuls over float32 master weights.
         "bf16": gpu, "fp16": False, "gradient_checkpointing": gpu, "dataloader_pin_memory": gpu,
         "prediction_loss_only": True,  # held-out evaluation wants the loss and metrics only
+        **(GRPO_DEFAULTS if kind == "grpo" else {}),
     }
 
 
 def trl_args(kind: str, out: Path, lora: bool, config: TrainConfig) -> tuple[Any, dict]:
     """TRL's config for `kind`: our defaults, then the file's `trl:` mapping as it stands."""
     import torch
-    from trl import DPOConfig, RewardConfig, SFTConfig
+    from trl import DPOConfig, GRPOConfig, RewardConfig, SFTConfig
 
-    cls = {"sft": SFTConfig, "dpo": DPOConfig, "reward": RewardConfig}[kind]
+    cls = {"sft": SFTConfig, "dpo": DPOConfig, "reward": RewardConfig, "grpo": GRPOConfig}[kind]
     config.check("trl", {f.name for f in dataclasses.fields(cls)}, cls.__name__)
     if "output_dir" in config.trl:  # the model, card and summary must land in one folder
         raise InputError(config.path or "config", config.lines.get(("trl", "output_dir")),

@@ -31,7 +31,7 @@ from cai.training.dpo import soft_label_dpo_trainer
 def train(kind: str, data: Sequence[Path], model: str, out: Path, *, lora: bool = False,
           config: Path | None = None, merge: bool = False, eval_fraction: float = 0.1,
           min_margin: float = 0.0, answer_sampling: Sampling | None = None,
-          callbacks: Sequence[Any] = ()) -> dict[str, Any] | None:
+          callbacks: Sequence[Any] = (), grpo: Any = None) -> dict[str, Any] | None:
     """Train `model` on `data` into `out`; return the run summary (train_summary.json).
 
     Under `accelerate launch` only the main process writes the files and gets the summary;
@@ -42,13 +42,19 @@ def train(kind: str, data: Sequence[Path], model: str, out: Path, *, lora: bool 
         raise CaiError("--merge merges a LoRA adapter into its base: it needs --lora, and "
                        "applies to sft and dpo")
     settings = read_config(config)
-    rows, dropped = read_rows(data, kind, min_margin)
+    # GRPO reads prompts (checked and read by the command); the others TRL's records.
+    rows, dropped = (grpo.rows, 0) if kind == "grpo" else read_rows(data, kind, min_margin)
     split = split_heldout(rows, eval_fraction)
     args, trl_settings = trl_args(kind, out, lora, settings)
     peft, lora_settings = lora_config(kind, settings) if lora else (None, None)
     with args.main_process_first(desc="preparing the model"):  # one process converts `local`
         start = checkpoints.resolve_model(model)
-    fit = _fit(kind, start, split, args, peft, callbacks)
+    reward = None
+    if kind == "grpo":
+        from cai.training.grpo import make_reward
+
+        reward = make_reward(grpo.settings, grpo.session, grpo.templates, rows, trl_settings)
+    fit = _fit(kind, start, split, args, peft, callbacks, reward)
     gc.collect()
     soft_labels_used = fit.pop("soft_labels_used")
     if not fit.pop("main"):
@@ -66,6 +72,8 @@ def train(kind: str, data: Sequence[Path], model: str, out: Path, *, lora: bool 
         "constitutions": card.constitutions(rows),
         **fit, "trl": trl_settings, "lora": lora_settings, "versions": _versions(),
     }
+    if kind == "grpo":
+        summary["grpo"] = grpo.summary(reward, fit.pop("log_history"))
     if kind == "dpo" and split.heldout:
         summary["implicit_reward_accuracy"] = fit["heldout"].get("eval_rewards/accuracies")
     if merge:
@@ -89,16 +97,18 @@ def _write_results(out: Path, summary: dict[str, Any], heldout: list[dict[str, A
 
 
 def _fit(kind: str, start: Path, split: Split, args: Any, peft: Any,
-         callbacks: Sequence[Any]) -> dict[str, Any]:
+         callbacks: Sequence[Any], reward: Any = None) -> dict[str, Any]:
     """Train and save; return what the summary needs, so that the trainer can be let go."""
     tokenizer = checkpoints.load_tokenizer(start)
     policy = checkpoints.load_policy(kind, start, peft is not None)
-    trainer = make_trainer(kind, policy, tokenizer, split, args, peft, callbacks)
+    trainer = make_trainer(kind, policy, tokenizer, split, args, peft, callbacks, reward)
     # A run that saves checkpoints (`save_strategy` in `trl:`) and was stopped goes on from
     # the last one: the same command, run again.
     resumed = last_checkpoint(args)
     trainer.train(resume_from_checkpoint=resumed)
     metrics = trainer.evaluate() if split.heldout else {}
+    if reward is not None:  # the judge's connections belong to TRL's event loop: closed there
+        _close_on(trainer, reward.judge.client)
     model = trainer.accelerator.unwrap_model(trainer.model)
     if peft is not None:
         # `hf:` finds the adapter's base through this: the folder training started from, which
@@ -120,7 +130,16 @@ def _fit(kind: str, start: Path, split: Split, args: Any, peft: Any,
         "processes": trainer.accelerator.num_processes, "main": trainer.is_world_process_zero(),
         "soft_labels_used": bool(getattr(trainer, "uses_soft_labels", False)),
         "resumed_from": Path(resumed).name if resumed else None,
+        **({"log_history": list(trainer.state.log_history)} if kind == "grpo" else {}),
     }
+
+
+def _close_on(trainer: Any, client: Any) -> None:
+    import asyncio
+
+    loop = getattr(trainer, "async_loop", None)
+    if loop is not None:
+        asyncio.run_coroutine_threadsafe(client.aclose(), loop).result()
 
 
 def last_checkpoint(args: Any) -> str | None:
@@ -146,17 +165,19 @@ def last_checkpoint(args: Any) -> str | None:
 
 
 def make_trainer(kind: str, policy: Any, tokenizer: Any, split: Split, args: Any, peft: Any,
-                 callbacks: Sequence[Any] = ()) -> Any:
+                 callbacks: Sequence[Any] = (), reward: Any = None) -> Any:
     """The TRL trainer for `kind`, with the held-out rows as its evaluation set."""
     import copy
 
-    from trl import RewardTrainer, SFTTrainer
+    from trl import GRPOTrainer, RewardTrainer, SFTTrainer
 
     common = {"model": policy, "args": args, "train_dataset": to_dataset(split.train, kind),
               "eval_dataset": to_dataset(split.heldout, kind) if split.heldout else None,
               "processing_class": tokenizer, "peft_config": peft, "callbacks": list(callbacks)}
     if kind == "sft":
         return SFTTrainer(**common)
+    if kind == "grpo":
+        return GRPOTrainer(reward_funcs=[reward], **common)
     if kind == "reward":
         return RewardTrainer(**common)
     ref = None  # with LoRA the reference is the base model, adapters switched off
@@ -172,6 +193,8 @@ def first_example(dataset: Any, kind: str, tokenizer: Any) -> dict[str, str]:
     """The first training example as the model sees it: the prompt the chat template made
     (with any system prompt it adds) and the tokens the loss is taken on."""
     row = dataset[0]
+    if kind == "grpo":  # the policy writes the completions as it trains
+        return {"prompt": str(row["prompt"])}
     decode = tokenizer.decode
     if kind == "sft":  # labels are the input ids, with -100 where no loss is taken
         pairs = list(zip(row["input_ids"], row.get("labels") or row["input_ids"], strict=True))

@@ -1,0 +1,146 @@
+"""GRPO with cai's judge as the reward (`cai train grpo`): online RLAIF.
+
+The policy samples a group of completions per prompt as it trains, the judge rewards them
+(see rewards.py), and TRL's GRPOTrainer turns the rewards into group-relative advantages.
+Everything that can be wrong with the input is checked here before any model loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cai.chat import messages_to_dicts
+from cai.errors import CaiError, InputError
+from cai.inputs import read_prompts
+from cai.records import numbered_jsonl
+from cai.training.config import GRPO_DEFAULTS as DEFAULTS
+from cai.training.rewards import MODES, JudgeReward, _conversation, _prompt_key
+
+
+@dataclass(frozen=True)
+class RewardSettings:
+    judge: str = "local"
+    constitution: str | None = "harmless"
+    mode: str = "pairwise"
+    length_penalty: float = 0.0
+    text_fallback: bool = True
+    reference_model: str | None = None  # answers the prompts that bring no `reference`
+
+
+def read_prompt_rows(path: Path) -> list[dict[str, Any]]:
+    """GRPO's rows: each prompt of a prompt file in TRL's conversational form, with its
+    `reference` answer where the file gives one (a `reference` field or CSV column)."""
+    items = read_prompts(path)
+    extra: dict[int, Any] = {}
+    if path.suffix.lower() in (".jsonl", ".json"):
+        extra = {line: r.get("reference") for line, r in numbered_jsonl(path)}
+    elif path.suffix.lower() == ".csv":
+        import csv
+        import io
+
+        from cai.records import read_text
+
+        reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+        extra = {n + 2: r.get("reference") for n, r in enumerate(reader)}
+    return [{"id": item.id, "prompt": messages_to_dicts(list(item.messages)),
+             "reference": extra.get(item.line), "line": item.line} for item in items]
+
+
+def check(settings: RewardSettings, rows: list[dict[str, Any]], path: Path,
+          trl: dict[str, Any]) -> None:
+    """The bad inputs `cai train grpo` refuses before loading any model."""
+    from cai.models.registry import parse_spec
+
+    if settings.mode not in MODES:
+        raise CaiError(f"--reward {settings.mode}: use one of {', '.join(MODES)}")
+    if settings.mode == "reference" and settings.reference_model is None:
+        missing = [r for r in rows if not isinstance(r["reference"], str) or not r["reference"]]
+        if missing:
+            raise InputError(path, missing[0]["line"], f"{len(missing)} prompts have no "
+                             "'reference' answer; add a `reference` field to each, or pass "
+                             "--reference-model SPEC to answer them with the starting policy")
+    if settings.mode == "score" and not settings.text_fallback and \
+            not parse_spec(settings.judge).kind.logprobs:
+        raise CaiError(f"--reward score reads the score from logprobs, and {settings.judge} "
+                       "gives none; use a judge with logprobs, or leave the text fallback on")
+    settings_ = {**DEFAULTS, **trl}
+    generations = settings_["num_generations"]
+    batch = settings_["per_device_train_batch_size"] * settings_.get(
+        "gradient_accumulation_steps", 1)
+    if batch % generations:
+        raise CaiError(f"trl: per_device_train_batch_size x gradient_accumulation_steps = "
+                       f"{batch} does not divide by num_generations = {generations}: each "
+                       "batch must hold whole groups; change one of them")
+    if generations < 2 and settings.mode == "pairwise":
+        raise CaiError("--reward pairwise compares the completions of a group: set "
+                       "trl: num_generations to 2 or more")
+
+
+def make_reward(settings: RewardSettings, session: Any, templates: Any,
+                rows: Sequence[dict[str, Any]], trl: dict[str, Any]) -> JudgeReward:
+    from cai.constitution import load_constitution
+    from cai.paths import resolve_constitution
+    from cai.stages.judge import Judge, JudgeSettings
+
+    constitution = load_constitution(resolve_constitution(settings.constitution)) \
+        if settings.constitution else None
+    client = session.client(settings.judge, logprobs=True)
+    merged = {**DEFAULTS, **trl}
+    references = {_prompt_key(_conversation(r["prompt"])): r["reference"] for r in rows
+                  if r.get("reference")}
+    return JudgeReward(Judge(client, templates, constitution, JudgeSettings()),
+                       mode=settings.mode, num_generations=merged["num_generations"],
+                       length_penalty=settings.length_penalty,
+                       max_completion_length=merged["max_completion_length"],
+                       text_fallback=settings.text_fallback, references=references)
+
+
+def steps(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """One entry per logged step: the reward and the judge's guards, numbers only."""
+    found = []
+    for entry in log_history:
+        if "reward" not in entry:
+            continue
+        row = {"step": entry.get("step"), "reward": entry["reward"],
+               "reward_std": entry.get("reward_std", 0.0)}
+        row.update({k.removeprefix("judge/"): v for k, v in entry.items()
+                    if k.startswith("judge/")})
+        found.append({k: float(v) if k != "step" else int(v) for k, v in row.items()
+                      if isinstance(v, (int, float))})
+    return found
+
+
+async def answer_references(rows: list[dict[str, Any]], client: Any) -> None:
+    """The starting policy's answers, as references for the prompts that bring none."""
+    import asyncio
+
+    from cai.chat import messages_from_dicts
+
+    todo = [r for r in rows if not r.get("reference")]
+    answers = await asyncio.gather(*(client.complete(
+        list(messages_from_dicts(r["prompt"])), client.sampling(seed=0)) for r in todo))
+    for row, answer in zip(todo, answers, strict=True):
+        row["reference"] = answer.text
+
+
+@dataclass
+class GrpoRun:
+    """What a GRPO run needs beside the usual training settings: the reward's settings, the
+    session its judge's client lives in, the templates, and the prompts read already."""
+
+    settings: RewardSettings
+    session: Any
+    templates: Any
+    rows: list[dict[str, Any]]
+
+    def summary(self, reward: JudgeReward, log_history: list[dict[str, Any]]) -> dict[str, Any]:
+        s = self.settings
+        return {"reward": s.mode, "judge": s.judge, "judge_identity": reward.judge.client.identity,
+                "constitution": s.constitution, "length_penalty": s.length_penalty,
+                "text_fallback": s.text_fallback, "reference_model": s.reference_model,
+                "judge_requests": reward.judge.client.stats.requests,
+                "judge_cache_hits": reward.judge.client.stats.cache_hits,
+                "steps": steps(log_history)}

@@ -1,0 +1,101 @@
+"""`cai train grpo`: GRPO with the AI judge as the reward, on the CPU with the embedded model
+as both policy and judge; the reward's guards; bad input refused before any model loads."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from cai.training.grpo import steps
+from cai.training.rewards import expected_score, pearson
+from tests.conftest import has, needs_local
+
+needs_train = pytest.mark.skipif(not has("trl"), reason="needs the train extra")
+
+
+def cai(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "cai", *map(str, args)], capture_output=True,
+                          text=True, env=env or os.environ, timeout=900)
+
+
+@pytest.fixture
+def prompts(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"prompt": "Name a colour.", "reference": "Blue."},
+        {"prompt": "Say hello politely."},
+        {"prompt": "What is two plus two?", "reference": "Four."},
+        {"prompt": "Name a fruit.", "reference": "An apple."}]))
+    return path
+
+
+def test_bad_input_is_one_error_line_before_any_model_loads(prompts, tmp_path):
+    config = tmp_path / "t.yaml"
+    config.write_text("trl:\n  num_generations: 2\n  per_device_train_batch_size: 3\n")
+    cases = [
+        (["--reward", "reference"], f"{prompts}:2: 1 prompts have no 'reference' answer"),
+        (["--reward", "score", "--judge", "fake:echo", "--no-text-fallback"],
+         "fake:echo gives none"),
+        (["--config", config], "= 3 does not divide by num_generations = 2"),
+    ]
+    for extra, message in cases:
+        done = cai("train", "grpo", "--prompts", prompts, "--model", "local", "--out",
+                   tmp_path / "o", *extra)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("error:") == 1 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and not (tmp_path / "o").exists()
+
+
+def test_the_score_is_the_expected_value_over_the_score_tokens():
+    def completion(text, top):
+        return SimpleNamespace(text=text, logprobs=[SimpleNamespace(
+            top={t: math.log(p) for t, p in top.items()})] if top else [])
+
+    assert expected_score(completion("8", {"8": 0.5, "6": 0.25, "x": 0.25}), True) == \
+        pytest.approx((8 * 0.5 + 6 * 0.25) / 0.75)
+    assert expected_score(completion("I'd say 7/10.", {}), True) == 7.0
+    assert expected_score(completion("I'd say 7/10.", {}), False) is None
+    assert expected_score(completion("no number", {}), True) is None
+
+
+def test_guards_and_logged_steps_are_numbers():
+    assert pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+    assert pearson([1, 1, 1], [0.2, 0.5, 0.9]) == 0.0
+    history = [{"loss": 0.1, "step": 1},
+               {"reward": 0.52, "reward_std": 0.1, "judge/flip_rate": 0.5,
+                "judge/length_corr": -0.2, "step": 1, "note": "not a number"}]
+    assert steps(history) == [{"step": 1, "reward": 0.52, "reward_std": 0.1,
+                               "flip_rate": 0.5, "length_corr": -0.2}]
+
+
+@needs_local
+@needs_train
+@pytest.mark.slow
+def test_two_grpo_steps_on_the_cpu_with_the_embedded_judge(prompts, tmp_path):
+    config = tmp_path / "t.yaml"
+    config.write_text("trl:\n  max_steps: 2\n  num_generations: 2\n"
+                      "  per_device_train_batch_size: 2\n  max_completion_length: 12\n")
+    out = tmp_path / "grpo"
+    done = cai("train", "grpo", "--prompts", prompts, "--model", "local", "--judge", "local",
+               "--out", out, "--lora", "--config", config, "--length-penalty", "0.1",
+               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["kind"] == "grpo" and summary["steps"] == 2
+    logged = summary["grpo"]["steps"]
+    assert [s["step"] for s in logged] == [1, 2]
+    for s in logged:
+        for key in ("reward", "reward_std", "flip_rate", "length_corr", "refusal_rate",
+                    "hedge_rate", "mean_length"):
+            assert isinstance(s[key], float) and math.isfinite(s[key]), (key, s)
+        assert 0 <= s["flip_rate"] <= 1
+    assert summary["grpo"]["reward"] == "pairwise" and summary["grpo"]["judge"] == "local"
+    assert "GRPO" in (out / "README.md").read_text()
+    # The adapter loads and generates through hf:.
+    again = cai("sample", "--prompts", prompts, "--model", f"hf:{out}", "--n", "2",
+                "--limit", "1", "--out", tmp_path / "s")
+    assert again.returncode == 0, again.stderr[-2000:]
