@@ -12,7 +12,7 @@ import warnings
 import click
 from rich.markup import escape
 
-from cai.cli import batch, data, datasets, loop, tools, train
+from cai.cli import batch, data, datasets, loop, review, tools, train
 from cai.cli.options import err
 from cai.errors import CaiError, CaiWarning
 
@@ -26,7 +26,7 @@ def cli() -> None:
 for command in (data.revise, data.try_, data.sample, data.judge, data.eval_group,
                 tools.constitution_group, tools.prompts_group, batch.batch_group,
                 train.train_group, datasets.data_group, datasets.report_command,
-                loop.loop_group):
+                loop.loop_group, review.review_group):
     cli.add_command(command)
 
 

@@ -8,19 +8,10 @@ from typing import Any
 
 import click
 
-from cai.cli.options import console
+from cai.cli.options import DefaultGroup, console
 
 
-class _LoopGroup(click.Group):
-    """`cai loop CONFIG ...` runs the loop; `cai loop status RUN` says where it is."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
-            args = ["run", *args]
-        return super().parse_args(ctx, args)
-
-
-@click.group("loop", cls=_LoopGroup)
+@click.group("loop", cls=DefaultGroup)
 def loop_group() -> None:
     """The self-alignment loop, overnight: `cai loop CONFIG --out RUN`, then
     `cai loop status RUN`."""

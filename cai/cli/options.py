@@ -26,6 +26,16 @@ SHARD = click.option("--shard", default=None, help="Take only the K-th of N slic
                      "outputs together with `cai data merge`.")
 
 
+class DefaultGroup(click.Group):
+    """A group whose first argument, when it is no subcommand's name, goes to `run`:
+    `cai loop CONFIG` runs, `cai loop status RUN` reports."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
 RUN_OPTIONS = [
     click.option("--base-url", "base_urls", multiple=True,
                  help="OpenAI-compatible server URL (or Anthropic stand-in); repeat or "

@@ -1,0 +1,143 @@
+"""The pairs people review, and their labels.
+
+A review covers a folder (the judge's `prefs.jsonl`, `low_margin.jsonl` and `unjudged.jsonl`,
+or the pairs of `cai revise`) or one TRL preference file. The labels go into that folder, or
+beside the file (`pairs.jsonl` -> `pairs.reviews.jsonl`, `pairs.gold.jsonl`), appended and
+flushed one at a time, so that stopping loses nothing and a reviewer goes on where they
+stopped. An undo is appended too: the file is a log, never rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cai.errors import CaiError
+from cai.records import numbered_jsonl, reply_text
+
+FOLDER_FILES = ("prefs.jsonl", "low_margin.jsonl", "unjudged.jsonl")
+CHOICES = ("a", "b", "tie", "skip")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two replies to one prompt. `x` is the reply the data calls chosen (or the first of an
+    unjudged pair); `judge_x` is the judge's P(x better), None where no judge decided."""
+
+    id: str
+    prompt: list[dict[str, str]]
+    x: str
+    y: str
+    judge_x: float | None
+    principles: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class Paths:
+    pairs: list[Path]
+    reviews: Path
+    gold: Path
+    stats: Path
+
+
+def paths(target: str | Path) -> Paths:
+    target = Path(target)
+    if target.is_dir():
+        found = [target / n for n in FOLDER_FILES if (target / n).is_file()]
+        return Paths(found, target / "reviews.jsonl", target / "gold.jsonl",
+                     target / "review_stats.json")
+    if target.is_file():
+        return Paths([target], target.with_name(f"{target.stem}.reviews.jsonl"),
+                     target.with_name(f"{target.stem}.gold.jsonl"),
+                     target.with_name(f"{target.stem}.review_stats.json"))
+    raise CaiError(f"{target}: no such folder or file; give a folder of cai output or a TRL "
+                   "preference file")
+
+
+def read_pairs(target: str | Path) -> list[Pair]:
+    """Every pair under `target`, each once, in file order."""
+    found: dict[str, Pair] = {}
+    for path in paths(target).pairs:
+        for line, r in numbered_jsonl(path):
+            pair = _pair(path, line, r)
+            if pair is not None:
+                found.setdefault(pair.id, pair)
+    if not found:
+        where = f" in {', '.join(FOLDER_FILES)}" if Path(target).is_dir() else ""
+        raise CaiError(f"{target}: no pairs to review (looked for prompt/chosen/rejected "
+                       f"records{where})")
+    return list(found.values())
+
+
+def _pair(path: Path, line: int, r: dict[str, Any]) -> Pair | None:
+    prompt = r.get("prompt")
+    if isinstance(prompt, str):
+        prompt = [{"role": "user", "content": prompt}]
+    if not isinstance(prompt, list):
+        return None
+    if "chosen" in r and "rejected" in r:
+        x, y = reply_text(r["chosen"]), reply_text(r["rejected"])
+        judge_x = r.get("soft_label") if "margin" in r else None  # judged pairs only
+    elif "responses" in r and "pair" in r:  # unjudged: the judge could not decide
+        i, j = r["pair"]
+        x, y, judge_x = str(r["responses"][i]), str(r["responses"][j]), None
+    else:
+        return None
+    pid = str(r.get("pair_id") or r.get("id") or "")
+    if not pid:
+        pid = hashlib.sha256(json.dumps([prompt, x, y]).encode()).hexdigest()[:16]
+    return Pair(pid, prompt, x, y, judge_x, tuple(r.get("principles") or ()),
+                f"{path.name}:{line}")
+
+
+def sample(pairs: list[Pair], n: int | None, seed: int) -> list[Pair]:
+    """The pairs to review, in a seeded order: the same for every reviewer with one seed."""
+    order = sorted(pairs, key=lambda p: hashlib.sha256(f"{seed}:{p.id}".encode()).digest())
+    return order[:n] if n else order
+
+
+def shown_order(pair_id: str, reviewer: str, seed: int) -> str:
+    """`xy` (x shown as A) or `yx`: random per pair and reviewer, fixed by the seed."""
+    return "xy" if random.Random(f"{seed}:{reviewer}:{pair_id}").random() < 0.5 else "yx"
+
+
+def preferred(choice: str, order: str) -> str | None:
+    """What a choice of A, B or tie says about x and y: `x`, `y`, `tie`, or None (skipped)."""
+    if choice == "tie":
+        return "tie"
+    if choice == "skip":
+        return None
+    first = choice == "a"
+    return ("x" if first else "y") if order == "xy" else ("y" if first else "x")
+
+
+def append(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Append one event to the reviews log and flush it to disk at once."""
+    record = {**record, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return record
+
+
+def labels(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each reviewer's standing label per pair: the last one, undos applied."""
+    standing: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    if not path.exists():
+        return {}
+    for line, r in numbered_jsonl(path):
+        key = (r["reviewer"], r["pair_id"])
+        if r.get("event") == "undo":
+            if standing.get(key):
+                standing[key].pop()
+        else:
+            standing.setdefault(key, []).append({**r, "_line": line})
+    return {k: v[-1] for k, v in standing.items() if v}
