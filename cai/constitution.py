@@ -8,6 +8,7 @@ A file is YAML::
     system_prompt: You are a helpful assistant.     # optional
     examples:                                       # optional few-shot critique/revision
       - {prompt: ..., response: ..., critique: ..., revision: ...}
+    tags: [harm, violence]                          # optional: the tag vocabulary
     principles:
       - id: physical-harm
         critique: Say where the answer could help someone hurt people.
@@ -34,7 +35,7 @@ import yaml
 from cai.errors import CaiError, InputError
 from cai.records import read_text
 
-TOP_KEYS = {"name", "version", "description", "system_prompt", "examples", "principles"}
+TOP_KEYS = {"name", "version", "description", "system_prompt", "examples", "principles", "tags"}
 REQUIRED_TOP = ("name", "version", "description", "principles")
 PRINCIPLE_KEYS = {"id", "critique", "revision", "judge", "tags", "weight"}
 PRINCIPLE_TEXTS = ("critique", "revision", "judge")
@@ -75,6 +76,7 @@ class Constitution:
     examples: tuple[Example, ...] = ()
     path: str = ""
     sha256: str = ""  # of the content, not the bytes: comments and layout do not change it
+    tags: tuple[str, ...] = ()  # the tag vocabulary, if the file declares one
 
     @property
     def provenance(self) -> dict[str, str]:
@@ -172,6 +174,10 @@ class _Checker:
             if key in data and key != "principles":
                 self.text(data[key], nodes.get(key), key, optional=key == "system_prompt",
                           allow_number=key == "version")
+        tags = data.get("tags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            self.add(nodes.get("tags"), "'tags' must be a list of tag names, e.g. [harm, privacy]")
+            tags = []
         examples = self.examples(data.get("examples"), nodes.get("examples"))
         principles = self.principles(data.get("principles"), nodes.get("principles"), node)
         self.example_principles(examples, principles, nodes.get("examples"))
@@ -186,6 +192,7 @@ class _Checker:
             principles=tuple(principles),
             path=self.source,
             sha256=content_hash(data),
+            tags=tuple(tags),
         )
 
     def duplicate_keys(self, node: yaml.Node) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -10,7 +12,10 @@ from cai.cli.options import (
     CONSTITUTION_HELP,
     console,
     err,
+    model_options,
+    run,
 )
+from cai.errors import CaiError
 
 # ---------------------------------------------------------------- constitutions
 
@@ -54,6 +59,82 @@ def constitution_show(file: str) -> None:
     from cai.paths import resolve_constitution
 
     show_constitution(console, load_constitution(resolve_constitution(file)))
+
+
+@constitution_group.command("lint")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--strict", is_flag=True, help="Exit 1 when there is any finding.")
+def constitution_lint(files: tuple[str, ...], strict: bool) -> None:
+    """Advice on how the principles are written, each with its line (see README for where each
+    rule comes from)."""
+    from cai.authoring.lint import lint
+    from cai.constitution import ConstitutionError
+    from cai.paths import resolve_constitution
+
+    found = 0
+    for name in files:
+        path = resolve_constitution(name)
+        try:
+            findings = lint(path)
+        except ConstitutionError as e:
+            raise CaiError(f"{path}: not a valid constitution ({e.problems[0]}); see `cai "
+                           "constitution check`") from None
+        for f in findings:
+            console.print(str(f), markup=False, highlight=False, soft_wrap=True)
+        found += len(findings)
+        if not findings:
+            console.print(f"{path}: no advice", markup=False, highlight=False)
+    if strict and found:
+        sys.exit(1)
+
+
+@constitution_group.command("diff")
+@click.argument("old")
+@click.argument("new")
+@click.option("--prompts", "prompts_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--model", default="local", show_default=True, help="The policy that answers.")
+@click.option("--critic-model", default=None, help="[default: --model]")
+@click.option("--evaluator", default="local", show_default=True,
+              help="The model that compares the new final answers with the old.")
+@click.option("--rounds", default=1, show_default=True, type=click.IntRange(1, 10))
+@click.option("--limit", default=None, type=click.IntRange(1), help="Only the first K prompts.")
+@click.option("--principle", default=None, help="Use this principle id in every round, in "
+              "both: focus the run on an edited principle.")
+@click.option("--seed", default=0, show_default=True)
+@model_options
+def constitution_diff(old: str, new: str, prompts_file: str, out: str, model: str,
+                      critic_model: str | None, evaluator: str, rounds: int,
+                      limit: int | None, principle: str | None, seed: int, session: Any,
+                      templates: str | None) -> None:
+    """What an edit changed, and what it does to the answers, measured."""
+    from cai.authoring.diff import diff
+    from cai.constitution import load_constitution
+    from cai.inputs import read_prompts
+    from cai.paths import resolve_constitution
+    from cai.templates import Templates
+
+    before = load_constitution(resolve_constitution(old))
+    after = load_constitution(resolve_constitution(new))
+    items = read_prompts(prompts_file, limit)
+    r = run(session, diff(before, after, items, Path(out), session=session,
+                          templates=Templates(templates), model=model,
+                          critic=critic_model or model, evaluator=evaluator, rounds=rounds,
+                          seed=seed, principle=principle))
+    if "dry_run" in r:
+        console.print_json(data=r["dry_run"])
+        return
+    c = r["changes"]
+    console.print(f"changed: {len(c['added'])} added, {len(c['removed'])} removed, "
+                  f"{len(c['edited'])} edited principles", highlight=False)
+    ci = r["win_rate_ci95"] or ["-", "-"]
+    console.print(f"new over old: win rate {r['win_rate']} (95% CI {ci[0]}-{ci[1]}), "
+                  f"length-controlled {r['win_rate_length_controlled']}; "
+                  f"{r['unchanged_answers']} of {r['prompts']} answers unchanged",
+                  highlight=False)
+    for k, d in r["detectors"].items():
+        console.print(f"  {k}: {d['old']} -> {d['new']}", highlight=False)
+    console.print(f"-> {Path(out) / 'report.html'}", highlight=False)
 
 
 # ---------------------------------------------------------------- prompt templates
