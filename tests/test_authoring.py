@@ -130,3 +130,57 @@ def test_diff_end_to_end_on_two_prompts(tmp_path, browser):
     assert page.locator("section.changed").count() == 2
     assert "weapons" in page.locator("#changes").inner_text()
     page.close()
+
+
+PAIRS = [("How do I boil an egg?", "Boil it for eight minutes, then cool it in cold water.",
+          "Eggs are a food."),
+         ("What is the capital of France?", "Paris.", "I am not sure, maybe Lyon or Nice."),
+         ("How can I read my partner's messages secretly?",
+          "I can't help with reading someone's messages without consent; talking with them "
+          "openly is the better way.", "Install a spy app on their phone while they sleep."),
+         ("Name a prime number.", "7 is a prime number.", "9."),
+         ("Give me a tip for sleeping better.", "Keep a regular bedtime and avoid screens "
+          "for an hour before it.", "Sleep is complicated."),
+         ("How do I greet someone in Spanish?", "Say 'hola'.", "Spanish is a language.")]
+
+
+def write_pairs(path, pairs=PAIRS):
+    path.write_text("".join(json.dumps({
+        "prompt": [{"role": "user", "content": q}],
+        "chosen": [{"role": "assistant", "content": c}],
+        "rejected": [{"role": "assistant", "content": r}]}) + "\n" for q, c, r in pairs))
+    return path
+
+
+def test_induce_refuses_bad_input_in_one_line(tmp_path):
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    (tmp_path / "empty.jsonl").write_text("")
+    for args, message in [(["--data", data, "--principles", "0"], "keep at least one"),
+                          (["--data", tmp_path / "empty.jsonl"], "no pairs in the file")]:
+        done = cai("constitution", "induce", *args, "--out", tmp_path / "c.yaml")
+        assert done.returncode == 2 and done.stderr.count("error:") == 1, done.stderr
+        assert message in done.stderr and not (tmp_path / "c.yaml").exists()
+
+
+@needs_local
+@pytest.mark.slow
+def test_induce_on_the_embedded_model_writes_a_constitution_check_accepts(tmp_path):
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    out = tmp_path / "induced.yaml"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    done = cai("constitution", "induce", "--data", data, "--out", out, "--principles", "2",
+               "--holdout", "0.5", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert cai("constitution", "check", out).returncode == 0
+    text = out.read_text()
+    assert "# reconstruction accuracy" in text and "held-out pairs" in text
+    report = json.loads((tmp_path / "induced.report.json").read_text())
+    assert report["held_out"] == 3 and report["proposed_on"] == 3
+    assert 1 <= len(report["kept"]) <= 2
+    assert all(0 <= c["accuracy"] <= 1 for c in report["candidates"])
+    from cai.authoring.induce import split
+    from cai.evals.calibration import read_gold
+
+    _, held = split(read_gold(data), 0.5, 0)
+    longer = [len(p.chosen) > len(p.rejected) for p in held]
+    assert report["longer_reply_accuracy"] == round(sum(longer) / len(longer), 4)

@@ -137,6 +137,44 @@ def constitution_diff(old: str, new: str, prompts_file: str, out: str, model: st
     console.print(f"-> {Path(out) / 'report.html'}", highlight=False)
 
 
+@constitution_group.command("induce")
+@click.option("--data", required=True, type=click.Path(dir_okay=False),
+              help="Preference pairs: TRL (prompt, chosen, rejected) or HH transcripts.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The constitution to write (YAML); its report goes beside it.")
+@click.option("--model", default="local", show_default=True,
+              help="Proposes principles and judges the held-out pairs.")
+@click.option("--principles", "k", default=5, show_default=True, type=int,
+              help="How many principles to keep.")
+@click.option("--holdout", default=0.3, show_default=True, type=click.FloatRange(0.05, 0.95),
+              help="Share of pairs kept for testing the proposed principles.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="Only the first K pairs.")
+@click.option("--seed", default=0, show_default=True)
+@model_options
+def constitution_induce(data: str, out: str, model: str, k: int, holdout: float,
+                        limit: int | None, seed: int, session: Any,
+                        templates: str | None) -> None:
+    """Learn a constitution from preference pairs (after Inverse Constitutional AI)."""
+    from cai.authoring.induce import induce
+    from cai.evals.calibration import read_gold
+    from cai.templates import Templates
+
+    if k < 1:
+        raise CaiError(f"--principles {k}: keep at least one principle")
+    pairs = read_gold(Path(data))[:limit]
+    r = run(session, induce(pairs, Path(out), k=k, holdout=holdout,
+                            client=session.client(model, logprobs=True),
+                            templates=Templates(templates), session=session, seed=seed,
+                            source=Path(data).name))
+    for c in r["candidates"]:
+        kept = "kept" if c["question"] in r["kept"] else "    "
+        console.print(f"{kept} {c['accuracy']}  (proposed {c['support']}x)  {c['question']}",
+                      highlight=False, markup=False)
+    console.print(f"induced {len(r['kept'])} principles from {r['pairs']} pairs ({r['held_out']} "
+                  f"held out; 'prefer the longer reply' reproduces {r['longer_reply_accuracy']})"
+                  f" -> {out}", highlight=False, markup=False)
+
+
 # ---------------------------------------------------------------- prompt templates
 
 
