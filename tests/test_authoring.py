@@ -184,3 +184,13 @@ def test_induce_on_the_embedded_model_writes_a_constitution_check_accepts(tmp_pa
     _, held = split(read_gold(data), 0.5, 0)
     longer = [len(p.chosen) > len(p.rejected) for p in held]
     assert report["longer_reply_accuracy"] == round(sum(longer) / len(longer), 4)
+
+
+def test_a_models_reading_of_clarity_is_marked_as_opinion_and_never_strict():
+    done = cai("constitution", "lint", ROOT / "constitutions" / "helpful-honest.yaml",
+               "--model", "fake:fixed:7: the revision could name the format.", "--strict",
+               "--no-cache")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines and all("a model's opinion (fake:fixed:7: the revision could name the "
+                         "format.), not a rule: clarity 7/10" in x for x in lines)

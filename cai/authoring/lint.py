@@ -176,3 +176,26 @@ def _tags(const: Constitution, finding: Any) -> list[Finding]:
                       "list; add it there or fix its spelling")
               for p in const.principles for t in p.tags if t not in declared]
     return found
+
+
+async def clarity(path: str | Path, client: Any, templates: Any) -> list[Finding]:
+    """A model's reading of each principle's clarity: an opinion, marked as one."""
+    import asyncio
+
+    from cai.chat import Message
+
+    const = load_constitution(path)
+    lines, _ = _lines(Path(path))
+
+    async def one(p: Principle) -> Finding:
+        text = templates.render("lint_clarity", principle=p)
+        reply = await client.complete([Message("user", text)],
+                                      client.sampling(seed=0, temperature=0.0, max_tokens=80))
+        found = re.search(r"\b(10|[1-9])\b", reply.text)
+        score = f"clarity {found.group(1)}/10" if found else "no score given"
+        said = " ".join(reply.text.split())[:200]
+        return Finding(str(path), lines.get(p.id, {}).get("id", 1), "model-clarity",
+                       f"a model's opinion ({client.spec}), not a rule: {score}; {said!r}",
+                       p.id)
+
+    return list(await asyncio.gather(*(one(p) for p in const.principles)))

@@ -63,13 +63,19 @@ def constitution_show(file: str) -> None:
 
 @constitution_group.command("lint")
 @click.argument("files", nargs=-1, required=True)
-@click.option("--strict", is_flag=True, help="Exit 1 when there is any finding.")
-def constitution_lint(files: tuple[str, ...], strict: bool) -> None:
+@click.option("--strict", is_flag=True, help="Exit 1 when a rule finds anything (a model's "
+              "opinion never counts).")
+@click.option("--model", default=None, help="Also ask this model how clearly each principle "
+              "can be acted on (off by default; printed as the model's opinion).")
+@model_options
+def constitution_lint(files: tuple[str, ...], strict: bool, model: str | None, session: Any,
+                      templates: str | None) -> None:
     """Advice on how the principles are written, each with its line (see README for where each
     rule comes from)."""
-    from cai.authoring.lint import lint
+    from cai.authoring.lint import clarity, lint
     from cai.constitution import ConstitutionError
     from cai.paths import resolve_constitution
+    from cai.templates import Templates
 
     found = 0
     for name in files:
@@ -79,9 +85,12 @@ def constitution_lint(files: tuple[str, ...], strict: bool) -> None:
         except ConstitutionError as e:
             raise CaiError(f"{path}: not a valid constitution ({e.problems[0]}); see `cai "
                            "constitution check`") from None
+        found += len(findings)
+        if model:
+            opinions = run(session, clarity(path, session.client(model), Templates(templates)))
+            findings = sorted(findings + opinions, key=lambda f: (f.line, f.rule))
         for f in findings:
             console.print(str(f), markup=False, highlight=False, soft_wrap=True)
-        found += len(findings)
         if not findings:
             console.print(f"{path}: no advice", markup=False, highlight=False)
     if strict and found:
