@@ -2,8 +2,10 @@
 
 The pipeline in a few names, imported on first use, so that `import cai` loads no model
 library: load_constitution, Session (its `client(spec)` makes a model client), Reviser and
-revise, sample, Judge and judge, eval_judge, train. The stage functions are async and write the
-same files as their commands. examples/python_api.py runs revise -> judge end to end.
+revise, sample, Judge and judge, eval_judge, train; make_prompts and build_report (data);
+run_loop; review_stats; lint, diff_constitutions and induce (authoring). The stage functions
+are async and write the same files as their commands. examples/python_api.py runs revise ->
+judge end to end.
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ _EXPORTS = {
     "read_gold": "cai.evals.calibration",
     "eval_judge": "cai.evals.calibration:judge_gold",
     "train": "cai.training.train",
+    "Generator": "cai.data.generate",
+    "make_prompts": "cai.data.generate",
+    "build_report": "cai.data.report",
+    "run_loop": "cai.loop.run",
+    "review_stats": "cai.review.stats",
+    "lint": "cai.authoring.lint",
+    "diff_constitutions": "cai.authoring.diff:diff",
+    "induce": "cai.authoring.induce",
     "CaiError": "cai.errors",
 }
 __all__ = sorted(_EXPORTS)
@@ -57,16 +67,23 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from cai.authoring.diff import diff as diff_constitutions
+    from cai.authoring.induce import induce
+    from cai.authoring.lint import lint
     from cai.chat import Completion, Message, Sampling
     from cai.constitution import Constitution, Principle, load_constitution
+    from cai.data.generate import Generator, make_prompts
+    from cai.data.report import build_report
     from cai.errors import CaiError
     from cai.evals.calibration import judge_gold as eval_judge
     from cai.evals.calibration import read_gold
     from cai.inputs import PromptItem, read_prompts
+    from cai.loop.run import run_loop
     from cai.models.client import Client
     from cai.models.registry import load_backend
     from cai.models.session import Session
     from cai.records import read_jsonl
+    from cai.review.stats import review_stats
     from cai.stages.judge import Judge, JudgeSettings
     from cai.stages.pairs import PairSettings, read_candidates
     from cai.stages.pairs import judge_file as judge
