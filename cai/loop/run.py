@@ -120,7 +120,8 @@ class Loop:
         if iterations is not None:
             config = config.model_copy(update={"iterations": iterations})
         self.config, self.data, self.echo = config, data, echo
-        self.config_path = config_path
+        self.config_path = config_path.resolve()
+        folder = folder.resolve()  # the history's paths must hold from any working folder
         self.run = Run(folder, config, config_path.resolve().parent, limit, policy=config.policy)
         self.history = History(folder / HISTORY)
         self.deadline = parse_deadline(config.budget.deadline)
