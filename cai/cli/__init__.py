@@ -45,13 +45,19 @@ _python_warning = warnings.showwarning
 def main() -> None:
     warnings.showwarning = _show_warning
     try:
-        cli()
+        # Not click's standalone mode: it would turn Ctrl-C (and a `kill`) into "Aborted!"
+        # and exit 1, before this could say how to resume.
+        code = cli.main(standalone_mode=False)
     except CaiError as e:
         err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, click.exceptions.Abort):
         err.print("[yellow]interrupted; rerun the same command to resume[/]")
         sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
