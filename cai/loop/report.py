@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from cai.errors import CaiError
+from cai.loop.history import LOCK
 from cai.records import read_jsonl, write_json
 
-HISTORY, LOCK, RUN_FILE = "history.jsonl", "loop.lock", "run.json"
+HISTORY, RUN_FILE = "history.jsonl", "run.json"
 # The file whose lines count a running stage's progress, and what they count.
 PROGRESS = {"sample": "responses.jsonl", "revise": "sft.jsonl", "judge": "comparisons.jsonl",
             "eval": "judgements.jsonl", "eval-vs-start": "judgements.jsonl",

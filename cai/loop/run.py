@@ -13,7 +13,6 @@ SIGKILL when its parent dies, so that no stage goes on writing after a `kill -9`
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shlex
@@ -22,8 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from datetime import datetime, timezone
+from contextlib import suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,11 +31,12 @@ import yaml
 from cai.errors import CaiError
 from cai.loop.config import config_hash, read_loop_config
 from cai.loop.gates import apply_gates
+from cai.loop.history import History, locked, now
 from cai.loop.plan import ANSWERS, Run, Stage, iteration_stages, prep_stages
 from cai.models.budget import parse_deadline
 from cai.records import read_jsonl, write_json, write_jsonl
 
-HISTORY, LOG, LOCK, RUN_FILE = "history.jsonl", "loop.log", "loop.lock", "run.json"
+HISTORY, LOG, RUN_FILE = "history.jsonl", "loop.log", "run.json"
 
 
 class Stop(Exception):
@@ -46,59 +45,6 @@ class Stop(Exception):
 
 class StageFailed(CaiError):
     pass
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-class History:
-    """`history.jsonl`: every stage's start and end, each gate, and how the run ended."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.events = list(read_jsonl(path)) if path.exists() else []
-
-    def add(self, **event: Any) -> dict[str, Any]:
-        event = {"time": now(), **event}
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(event, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        self.events.append(event)
-        return event
-
-    def done(self, key: str) -> dict[str, Any] | None:
-        return next((e for e in reversed(self.events)
-                     if e.get("event") == "done" and e.get("key") == key), None)
-
-    def seconds(self, name: str, before: int) -> float | None:
-        """How long the stage of this name took in the latest iteration before `before`."""
-        found = [e for e in self.events if e.get("event") == "done" and e.get("stage") == name
-                 and e.get("iteration", 0) < before]
-        return found[-1]["seconds"] if found else None
-
-    def spent(self) -> dict[str, float]:
-        done = [e for e in self.events if e.get("event") == "done"]
-        return {k: round(sum(e.get(k) or 0 for e in done), 6)
-                for k in ("cost_usd", "tokens", "requests", "cache_hits")}
-
-
-@contextmanager
-def locked(folder: Path) -> Iterator[None]:
-    """One loop per run folder: a second is refused while the first holds the lock."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CaiError(f"{folder} is in use by another `cai loop` (see `cai loop status "
-                           f"{folder}`); wait for it, or stop it first") from None
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
-        yield
 
 
 def _die_with_parent(parent: int) -> None:
