@@ -218,6 +218,8 @@ def test_a_browser_labels_three_pairs_by_keyboard_and_runs_no_hostile_text(folde
                                        f".startsWith('{n + 1} of 5')")
         assert seen == [f"{n} of 5 labelled" for n in range(5)] and hostile == 1
         page.wait_for_selector("#done:not([hidden])")
+        assert page.locator("#progress").inner_text() == "all labelled"
+        assert set(s.get("/api/next")) == {"token"}  # the sample is done: the token alone
         page.close()
     finally:
         s.stop()

@@ -46,7 +46,7 @@ class Review:
         progress = {"done": sum(p.id in done for p in self.sample), "total": len(self.sample)}
         todo = next((p for p in self.sample if p.id not in done), None)
         if todo is None:
-            return {"token": self.token, "progress": progress}
+            return {"token": self.token}  # the sample is done
         first, second = (todo.x, todo.y) if shown_order(
             todo.id, self.reviewer, self.seed) == "xy" else (todo.y, todo.x)
         question = next((self.questions[p] for p in todo.principles if p in self.questions),

@@ -18,9 +18,10 @@ async function load() {
   if (!response.ok) { fail("could not load the next pair: " + response.status); return; }
   const data = await response.json();
   token = data.token;
-  const p = data.progress;
-  document.getElementById("progress").textContent = p.done + " of " + p.total + " labelled";
   current = data.pair_id || null;
+  const p = data.progress;
+  document.getElementById("progress").textContent =
+    p ? p.done + " of " + p.total + " labelled" : "all labelled";
   show("pair", current !== null);
   show("done", current === null);
   if (current === null) return;
