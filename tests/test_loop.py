@@ -289,3 +289,20 @@ def test_batch_mode_waits_for_the_judges_batches(tmp_path, env):
     judged = json.loads((run / "iter-01" / "judge" / "summary.json").read_text())
     assert judged["finished"] and judged["done"] == 2 and judged["deferred"] == 0
     assert status(run, env)["finished"] is True
+
+
+def test_grpo_as_the_training_method_trains_on_the_prompts_with_the_judge(tmp_path):
+    from cai.loop.config import read_loop_config
+    from cai.loop.plan import Run, iteration_stages
+
+    config, _ = read_loop_config(write_config(tmp_path / "c.yaml", training={
+        "method": "sft+grpo"}, judge="openai:judge-model"))
+    run = Run(tmp_path / "run", config, tmp_path, policy="local")
+    stages = {s.name: s for s in iteration_stages(run, 1, dict, dict)}
+    grpo = stages["train-grpo"].argv
+    assert grpo[:2] == ["train", "grpo"] and stages["train-grpo"].budgeted
+    assert grpo[grpo.index("--prompts") + 1] == str(tmp_path / "run/iter-01/prompts.jsonl")
+    assert grpo[grpo.index("--judge") + 1] == "openai:judge-model"
+    assert grpo[grpo.index("--model") + 1] == str(tmp_path / "run/iter-01/train-sft")
+    assert stages["eval"].argv[stages["eval"].argv.index("--model") + 1] == \
+        f"hf:{tmp_path / 'run/iter-01/train-grpo'}"
