@@ -35,7 +35,7 @@ def wins(its: list[dict[str, Any]]) -> str:
     ax.plot(xs, [i["win_rate_vs_start"] for i in its], "s--", color="#c98b2b",
             label="against the start")
     ax.axhline(0.5, color="#999999", linestyle=":", linewidth=1)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(-0.03, 1.03)  # points at 0 and 1 drawn whole
     ax.legend(frameon=False, fontsize=8)
     return svg(fig)
 
@@ -49,7 +49,7 @@ def safety(report: dict[str, Any], its: list[dict[str, Any]]) -> str:
         ys = [report["start"].get(key)] + [i["candidate"].get(key) for i in its]
         ax.plot(xs, [y if y is not None else float("nan") for y in ys], "o-", label=label,
                 color=colour)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(-0.03, 1.03)  # points at 0 and 1 drawn whole
     ax.legend(frameon=False, fontsize=8)
     return svg(fig)
 
