@@ -3,8 +3,11 @@ evaluation reports' renderer."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+
+from markupsafe import Markup, escape
 
 from cai.evals.report import pyplot, render, svg
 
@@ -13,12 +16,22 @@ LABELS = {"over_refusal_rate": "over-refusal", "unsafe_compliance_rate": "unsafe
           "hedge_rate": "hedged answers", "boilerplate_rate": "boilerplate"}
 
 
+def marked(diff: str) -> Markup:
+    """A word diff's [-removed-] and {+added+} as <del> and <ins>, the text escaped."""
+    text = str(escape(diff))
+    text = re.sub(r"\[-(.*?)-\]", r"<del>\1</del>", text)
+    return Markup(re.sub(r"\{\+(.*?)\+\}", r"<ins>\1</ins>", text))
+
+
 def write_views(out: Path, report: dict[str, Any]) -> None:
-    plots = {"detectors": detectors(report)}
+    plots = {"detectors": detectors(report),
+             "all_zero": not any(report["detectors"][k][side] for k in LABELS
+                                 for side in ("old", "new"))}
     (out / "report.md").write_text(render("constitution_diff.md.j2", r=report, labels=LABELS)
                                    + "\n", encoding="utf-8")
     (out / "report.html").write_text(render("constitution_diff.html.j2", r=report,
-                                            labels=LABELS, plots=plots), encoding="utf-8")
+                                            labels=LABELS, plots=plots, marked=marked),
+                                     encoding="utf-8")
 
 
 def detectors(report: dict[str, Any]) -> str:
