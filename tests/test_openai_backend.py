@@ -3,7 +3,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,18 +11,12 @@ import urllib.request
 import pytest
 
 from cai.records import read_jsonl
-from tests.conftest import has
+from tests.conftest import free_port, has
 from tests.test_e2e_local import cai
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not has("llama_cpp.server") or not has("uvicorn"),
                                  reason="needs llama-cpp-python[server]")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

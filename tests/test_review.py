@@ -3,7 +3,6 @@ hostile text, and a real headless browser labelling by keyboard."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from cai.evals.calibration import wilson
 from cai.records import read_jsonl, write_jsonl
 from cai.review.pairs import append
 from cai.review.stats import review_stats
+from tests.conftest import free_port
 
 HOSTILE = ["<script>window.pwned = 1</script>Hello",
            '<img src=x onerror="window.pwned = 2"> an image']
@@ -40,12 +40,6 @@ def folder(tmp_path):
     write_jsonl(d / "unjudged.jsonl", [{"id": "q5", "pair_id": "p5", "prompt": "Q5?",
                                         "responses": ["one", "two"], "pair": [0, 1]}])
     return d
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -29,6 +29,7 @@ from cai.data.dedup import find_duplicates
 from cai.data.rows import Row
 from cai.errors import CaiError
 from cai.records import read_jsonl, reply_text, write_json
+from cai.stages.pairs import pair_figures
 
 # The data files a folder may hold, the config each goes in, and its split there. Files of
 # one config share their columns: the hub's loader reads a config as one table.
@@ -136,18 +137,14 @@ def calibration(pairs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     judged = [p for p in pairs if "margin" in p]
     if not judged:
         return None
-    histogram = [0] * 10
-    for p in judged:
-        histogram[min(int(p["margin"] * 10), 9)] += 1
-    unequal = [p for p in judged if p["chosen_length"] != p["rejected_length"]]
+    figures = pair_figures(judged)
     return {
         "pairs": len(judged),
         "flip_rate": round(sum(not p["orders_agree"] for p in judged) / len(judged), 4),
-        "mean_margin": round(sum(p["margin"] for p in judged) / len(judged), 4),
-        "margin_histogram": {"bins": [k / 10 for k in range(11)], "counts": histogram},
-        "longer_won": round(sum(p["longer_won"] for p in unequal) / len(unequal), 4)
-        if unequal else None,
-        "length_flagged": sum(bool(p.get("length_flag")) for p in judged),
+        "mean_margin": figures["mean_margin"],
+        "margin_histogram": {"bins": [k / 10 for k in range(11)], "counts": figures["histogram"]},
+        "longer_won": figures["longer_won"],
+        "length_flagged": figures["length_flagged"],
     }
 
 

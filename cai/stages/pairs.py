@@ -173,10 +173,7 @@ def judge_stats(out: Path) -> dict[str, Any]:
                     flips += not j["agree"]
     rows = [r for name in ("prefs.jsonl", "low_margin.jsonl") if (out / name).exists()
             for r in read_jsonl(out / name)]
-    unequal = [r for r in rows if r["chosen_length"] != r["rejected_length"]]
-    histogram = [0] * 10
-    for r in rows:
-        histogram[min(int(r["margin"] * 10), 9)] += 1
+    figures = pair_figures(rows)
     sourced = [r["agrees_with_source"] for r in rows if "agrees_with_source" in r]
     return {
         "pairs": len(rows),
@@ -184,12 +181,27 @@ def judge_stats(out: Path) -> dict[str, Any]:
         "unparsed_orders": unparsed,
         "failed_orders": failed,
         "position_flip_rate": round(flips / agreements, 4) if agreements else None,
-        "longer_won_share": round(sum(r["longer_won"] for r in unequal) / len(unequal), 4)
-        if unequal else None,
-        "length_flagged": sum(r["length_flag"] for r in rows),
+        "longer_won_share": figures["longer_won"],
+        "length_flagged": figures["length_flagged"],
         "margin_histogram": {f"{k / 10:.1f}-{(k + 1) / 10:.1f}": n
-                             for k, n in enumerate(histogram)},
+                             for k, n in enumerate(figures["histogram"])},
         "agreement_with_source": round(sum(sourced) / len(sourced), 4) if sourced else None,
+    }
+
+
+def pair_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What judged pairs say of their judge: margins in tenths, the mean margin, the share of
+    pairs of unequal length the longer reply won, and how many were flagged for length."""
+    histogram = [0] * 10
+    for r in rows:
+        histogram[min(int(r["margin"] * 10), 9)] += 1
+    unequal = [r for r in rows if r["chosen_length"] != r["rejected_length"]]
+    return {
+        "histogram": histogram,
+        "mean_margin": round(sum(r["margin"] for r in rows) / len(rows), 4) if rows else None,
+        "longer_won": round(sum(r["longer_won"] for r in unequal) / len(unequal), 4)
+        if unequal else None,
+        "length_flagged": sum(bool(r.get("length_flag")) for r in rows),
     }
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from cai.chat import Message, messages_from_dicts
 from cai.evals.detectors import detect
-from cai.records import reply_text
+from cai.records import prompt_hash, reply_text
 from cai.stages.judge import Judge, fenced, make_fence
 
 MODES = ("pairwise", "reference", "score")
@@ -185,8 +185,9 @@ def _conversation(prompt: Any) -> list[Message]:
 
 
 def _prompt_key(conversation: Sequence[Message]) -> str:
-    return hashlib.sha256("\n".join(f"{m.role}:{m.content}" for m in conversation
-                                    if m.role != "system").encode()).hexdigest()[:16]
+    """The prompt's id as cai's records give it, over its turns less any system prompt."""
+    return prompt_hash([{"role": m.role, "content": m.content} for m in conversation
+                        if m.role != "system"])[:16]
 
 
 def _key(conversation: Sequence[Message], x: str, y: str) -> str:
