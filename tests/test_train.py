@@ -106,6 +106,30 @@ def test_config_errors_name_the_file_line_and_key(tmp_path):
 
 
 @needs_train
+def test_checkpointing_chosen_in_the_file_stands_under_either_name(tmp_path):
+    """cai's own checkpointing default goes under the name the installed transformers takes;
+    a file that sets it, under the old name or the new, is not overridden by it."""
+    import dataclasses
+
+    import torch
+    from trl import SFTConfig
+
+    from cai.training.config import TrainConfig, trl_args
+
+    names = {f.name for f in dataclasses.fields(SFTConfig)}
+    both = {"gradient_checkpointing", "activation_checkpointing"}
+    for key in both & names:
+        args, settings = trl_args("sft", tmp_path, False, TrainConfig(trl={key: True}))
+        assert args.gradient_checkpointing is True, key
+        assert settings.keys() & both == {key}
+    _, settings = trl_args("sft", tmp_path, False, TrainConfig())
+    preferred = ("activation_checkpointing" if "activation_checkpointing" in names
+                 else "gradient_checkpointing")
+    assert settings.keys() & both == {preferred}
+    assert settings[preferred] is torch.cuda.is_available()  # on by default on a GPU only
+
+
+@needs_train
 def test_soft_label_loss_exact_values():
     import torch
 
@@ -438,3 +462,45 @@ def test_hf_backend_scores_the_options_it_is_given(start):
         [token] = answer.logprobs
         assert set(token.top) == {"A", "B"} and token.token == answer.text
         assert token.top[answer.text] == max(token.top.values()) < 0
+
+
+@needs_train
+def test_shipped_training_configs_fit_trl(tmp_path):
+    """Every `examples/train-*.yaml` names only fields TRL has; the GPU one asks for
+    liger-kernel, which is refused by name and line where it is not installed."""
+    import importlib.util
+
+    from cai.training.config import read_config, trl_args
+
+    for path in sorted(Path("examples").glob("train-*.yaml")):
+        kind = "dpo" if "dpo" in path.name else "sft"
+        config = read_config(path)
+        if config.trl.get("use_liger_kernel") and not importlib.util.find_spec("liger_kernel"):
+            with pytest.raises(InputError) as e:
+                trl_args(kind, tmp_path, False, config)
+            line = config.lines["trl", "use_liger_kernel"]
+            assert f"{path}:{line}:" in str(e.value) and "cai-toolkit[gpu]" in str(e.value)
+        else:
+            trl_args(kind, tmp_path, False, config)
+
+
+@needs_train
+def test_gpu_benchmark_runs_in_smoke_mode(tmp_path):
+    """`benchmarks/gpu_train.py --smoke`: both profiles, all three phases, on a tiny model on
+    the CPU, so that the script a lent GPU runs is known to work before it gets there."""
+    out = tmp_path / "gpu.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.gpu_train", "--smoke", "--out", str(out)],
+                   check=True, capture_output=True, timeout=600)
+    result = json.loads(out.read_text())
+    profiles = result["profiles"]
+    assert set(profiles) == {"before", "after"}
+    for phases in profiles.values():
+        assert set(phases) == {"sft", "dpo", "grpo"}
+        for kind in ("sft", "dpo"):
+            assert phases[kind]["tokens_per_s"] > 0 and phases[kind]["timed_steps"] >= 1
+        grpo = phases["grpo"]
+        assert grpo["generation_tokens_per_s"] > 0 and grpo["training_tokens_per_s"] > 0
+        assert 0 < grpo["seconds_generating"] < grpo["seconds_timed"]
+    assert profiles["after"]["sft"]["batch"] == 2 * profiles["before"]["sft"]["batch"]
+    assert profiles["after"]["sft"]["settings"]["gradient_checkpointing"] is False
+    assert "need a GPU" in profiles["after"]["dpo"]["note"]  # liger-kernel left out, said why

@@ -5,6 +5,7 @@ checked against those classes when read, with the file and line of a wrong one."
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,11 +96,22 @@ def trl_args(kind: str, out: Path, lora: bool, config: TrainConfig) -> tuple[Any
     from trl import DPOConfig, GRPOConfig, RewardConfig, SFTConfig
 
     cls = {"sft": SFTConfig, "dpo": DPOConfig, "reward": RewardConfig, "grpo": GRPOConfig}[kind]
-    config.check("trl", {f.name for f in dataclasses.fields(cls)}, cls.__name__)
+    known = {f.name for f in dataclasses.fields(cls)}
+    config.check("trl", known, cls.__name__)
     if "output_dir" in config.trl:  # the model, card and summary must land in one folder
         raise InputError(config.path or "config", config.lines.get(("trl", "output_dir")),
                          "trl: output_dir is set by --out; remove it here")
-    settings = {**default_settings(kind, out, lora, torch.cuda.is_available()), **config.trl}
+    defaults = default_settings(kind, out, lora, torch.cuda.is_available())
+    checkpointing = {"gradient_checkpointing", "activation_checkpointing"}
+    if checkpointing & config.trl.keys():  # the file's choice, under either name, stands
+        defaults.pop("gradient_checkpointing")
+    elif "activation_checkpointing" in known:  # transformers 5.2x's name; the old one warns
+        defaults["activation_checkpointing"] = defaults.pop("gradient_checkpointing")
+    settings = {**defaults, **config.trl}
+    if settings.get("use_liger_kernel") and importlib.util.find_spec("liger_kernel") is None:
+        raise InputError(config.path or "config", config.lines.get(("trl", "use_liger_kernel")),
+                         "trl: use_liger_kernel needs liger-kernel, which is not installed: "
+                         "pip install 'cai-toolkit[gpu]' on a CUDA machine, or remove this line")
     try:
         return cls(**settings), settings
     except (TypeError, ValueError) as e:
