@@ -123,3 +123,20 @@ def test_report_html_in_a_browser(judged, browser):
     assert "longer in 100% of pairs" in page.locator("#warnings").inner_text()
     assert "prefs.jsonl\t3" in page.locator("#counts").inner_text()
     page.close()
+
+
+def test_the_card_lists_the_commands_that_fed_the_folder(tmp_path):
+    """A judge folder's card starts with the `revise` that made its pairs: found through the
+    paths in its own command line, relative ones read from where they were typed."""
+    from tests.test_e2e_local import cai
+
+    (tmp_path / "p.txt").write_text("How do I boil an egg?\nName a colour.\n")
+    revise = "cai revise --prompts p.txt --model fake:echo --rounds 1 --out a"
+    judge = "cai judge --responses a/prefs.jsonl --judge fake:fixed:A --out b"
+    for command in (revise, judge):
+        cai(*command.split()[1:], cwd=tmp_path)
+    cai("report", tmp_path / "b")  # from another folder
+    card = (tmp_path / "b" / "README.md").read_text()
+    assert f"```\n{revise}\n{judge}\n```" in card
+    assert json.loads((tmp_path / "b" / "report.json").read_text())["provenance"][
+        "commands"] == [revise, judge]

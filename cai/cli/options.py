@@ -123,13 +123,15 @@ def log_command(out: Path) -> None:
     """Append the command line to `out/command_log.jsonl`, for the dataset card (`cai
     report`): how the data was made, in the user's own words."""
     import json
+    import os
     import shlex
     import sys
     from datetime import datetime, timezone
     from importlib.metadata import version
 
     line = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": shlex.join(["cai", *sys.argv[1:]]), "cai": version("cai-toolkit")}
+            "command": shlex.join(["cai", *sys.argv[1:]]), "cwd": os.getcwd(),
+            "cai": version("cai-toolkit")}
     with open(out / "command_log.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(line, ensure_ascii=False) + "\n")
 

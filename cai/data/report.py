@@ -212,13 +212,32 @@ def provenance(folder: Path) -> dict[str, Any]:
     settings_path = folder / "settings.json"
     settings = json.loads(settings_path.read_text(encoding="utf-8")) \
         if settings_path.is_file() else {}
-    log = folder / "command_log.jsonl"
-    commands = [r["command"] for r in read_jsonl(log)] if log.is_file() else []
-    return {"stages": settings, "commands": list(dict.fromkeys(commands)),
+    return {"stages": settings, "commands": command_history(folder),
             "models": _models(settings),
             "templates": _templates(settings),
             "constitutions": list({json.dumps(c, sort_keys=True): c for c in _found(
                 settings, ("constitution",), dicts=True)}.values())}
+
+
+def command_history(folder: Path, seen: set[Path] | None = None) -> list[str]:
+    """The commands run in `folder`, each once, after those of the folders its inputs came
+    from: any path in a command line that lies in another folder with a command log (a judge
+    folder's card thus starts with the `data prompts` and `revise` that fed it)."""
+    import shlex
+
+    seen = seen if seen is not None else set()
+    seen.add(folder.resolve())
+    log = folder / "command_log.jsonl"
+    commands: list[str] = []
+    for record in read_jsonl(log) if log.is_file() else []:
+        where = Path(record.get("cwd") or ".")
+        for word in shlex.split(record["command"])[1:]:
+            path = where / word
+            source = (path if path.is_dir() else path.parent).resolve()
+            if path.exists() and source not in seen and (source / log.name).is_file():
+                commands += command_history(source, seen)
+        commands.append(record["command"])
+    return list(dict.fromkeys(commands))
 
 
 def _found(value: Any, words: tuple[str, ...], dicts: bool = False) -> list[Any]:
