@@ -315,29 +315,45 @@ def main() -> None:
     del model
     tokenizer = word_tokenizer(size["vocab_size"])
     peak = a.peak_tflops * 1e12
-    profiles: dict[str, dict[str, Any]] = {}
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    out = a.out or (None if a.smoke else RESULTS / f"gpu_train-{slug(gpu)}.json")
+    result = {
+        "device": gpu, "smoke": a.smoke, "peak_tflops": a.peak_tflops, "parameters": params,
+        "flops_parameters": flops_params, "model": shape, "profiles": {},
+        "versions": {p: version(p) for p in ("torch", "transformers", "trl", "liger_kernel")},
+        "date": time.strftime("%Y-%m-%d"), "wall_seconds": None,
+    }
     with tempfile.TemporaryDirectory() as scratch:  # TRL wants an output_dir; nothing is kept
         # Phase by phase, the profiles back to back: their ratio is measured under one load.
         for kind in a.phases.split(","):
             for name in a.profiles.split(","):
                 print(f"{name} {kind} ...", flush=True)
                 run = run_grpo if kind == "grpo" else functools.partial(run_phase, kind)
-                profiles.setdefault(name, {})[kind] = run(
-                    new_model(), tokenizer, size, Path(scratch), peak, flops_params, name)
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    result = {
-        "device": gpu, "smoke": a.smoke, "peak_tflops": a.peak_tflops, "parameters": params,
-        "flops_parameters": flops_params, "model": shape, "profiles": profiles,
-        "versions": {p: version(p) for p in ("torch", "transformers", "trl", "liger_kernel")},
-        "date": time.strftime("%Y-%m-%d"), "wall_seconds": round(time.perf_counter() - started, 1),
-    }
-    text = json.dumps(result, indent=2)
-    print(text)
-    out = a.out or (None if a.smoke else RESULTS / f"gpu_train-{slug(gpu)}.json")
+                result["profiles"].setdefault(name, {})[kind] = guarded(
+                    run, new_model(), tokenizer, size, Path(scratch), peak, flops_params, name)
+                result["wall_seconds"] = round(time.perf_counter() - started, 1)
+                if out is not None:  # after every phase: a GPU lent for minutes may go first
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
         print(f"-> {out}")
+
+
+def guarded(run: Any, *args: Any) -> dict[str, Any]:
+    """A phase's figures, or the error that stopped it (out of memory, a kernel): the other
+    phases and profiles still run."""
+    import torch
+
+    try:
+        return run(*args)
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"[:2000]
+        print(f"failed: {error}", flush=True)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return {"error": error}
 
 
 def slug(gpu: str) -> str:
