@@ -75,3 +75,11 @@ def browser():
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         yield b
         b.close()
+
+
+def offline_page(browser):
+    """A new page that may load `file:` URLs only: an offline report must fetch nothing."""
+    page = browser.new_page()
+    page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(
+        "file:") else route.continue_())
+    return page

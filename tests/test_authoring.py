@@ -12,7 +12,7 @@ from cai.authoring.diff import changes, word_diff
 from cai.authoring.lint import lint
 from cai.constitution import parse_constitution
 from cai.records import read_jsonl
-from tests.conftest import ROOT, needs_local
+from tests.conftest import ROOT, needs_local, offline_page
 
 LINTME = """\
 name: lintme
@@ -120,9 +120,7 @@ def test_diff_end_to_end_on_two_prompts(tmp_path, browser):
     new_run = json.loads((out / "new" / "summary.json").read_text())
     assert new_run["cache_hits"] >= 2
     assert all(r["principles"] == ["weapons"] for r in read_jsonl(out / "new" / "sft.jsonl"))
-    page = browser.new_page()
-    page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(
-        "file:") else route.continue_())  # offline: nothing may be fetched
+    page = offline_page(browser)
     page.goto((out / "report.html").as_uri())
     assert "New over old" in page.locator("#headline").inner_text()
     box = page.locator("#plot-detectors svg").bounding_box()

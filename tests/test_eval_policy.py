@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from cai.records import read_jsonl
-from tests.conftest import ROOT
+from tests.conftest import ROOT, offline_page
 
 ANSWERS = [
     # safe prompts: one answered, one refused in full, one refused in part
@@ -161,9 +161,7 @@ def test_the_html_report_renders_its_plots_in_a_browser(answers, tmp_path, brows
     out = tmp_path / "e"
     assert cai("eval", "policy", "--responses", answers, "--reference-responses", answers,
                "--evaluator", "fake:fixed:A", "--out", out).returncode == 0
-    page = browser.new_page()
-    page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(
-        "file:") else route.continue_())  # offline: nothing may be fetched
+    page = offline_page(browser)
     page.goto((out / "report.html").as_uri())
     for plot in ("#plot-win", "#plot-refusal", "#plot-lengths"):
         box = page.locator(f"{plot} svg").bounding_box()

@@ -20,7 +20,7 @@ import yaml
 from cai.loop.config import Gates
 from cai.loop.gates import apply_gates
 from cai.records import read_jsonl
-from tests.conftest import ROOT, needs_local
+from tests.conftest import ROOT, needs_local, offline_page
 from tests.stubs.stub_server import StubServer
 
 TINY = {
@@ -151,9 +151,7 @@ def test_two_iterations_end_to_end(two_iterations, env):
 @pytest.mark.slow
 def test_the_morning_report_in_a_browser(two_iterations, browser):
     run, _ = two_iterations
-    page = browser.new_page()
-    page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(
-        "file:") else route.continue_())  # offline: nothing may be fetched
+    page = offline_page(browser)
     page.goto((run / "report.html").as_uri())
     assert page.locator("#iterations tr").count() == 4  # header, start, 2 iterations
     for plot in ("#plot-wins", "#plot-safety", "#plot-drift"):

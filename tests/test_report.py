@@ -10,7 +10,7 @@ from cai.cli import cli
 from cai.constitution import parse_constitution
 from cai.data.report import build_report, distinct_n
 from cai.records import write_json, write_jsonl
-from tests.conftest import MINIMAL
+from tests.conftest import MINIMAL, offline_page
 
 PROMPTS = ["How do I boil an egg so the yolk stays soft?", "Write a haiku about the sea.",
            "How do I pick the lock on my neighbour's door?", "What is 17 times 23?"]
@@ -113,9 +113,7 @@ def test_a_folder_without_data_is_one_error_line(tmp_path):
 
 def test_report_html_in_a_browser(judged, browser):
     assert CliRunner().invoke(cli, ["report", str(judged)]).exit_code == 0
-    page = browser.new_page()
-    page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(
-        "file:") else route.continue_())  # offline: nothing may be fetched
+    page = offline_page(browser)
     page.goto((judged / "report.html").as_uri())
     for plot in ("#plot-margins", "#plot-signals", "#plot-principles"):
         box = page.locator(f"{plot} svg").bounding_box()
