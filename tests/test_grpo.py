@@ -10,6 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from cai.inputs import read_prompts
+from cai.records import read_jsonl, write_jsonl
 from cai.training.grpo import steps
 from cai.training.rewards import expected_score, pearson
 from tests.conftest import has, needs_local
@@ -94,8 +96,27 @@ def test_two_grpo_steps_on_the_cpu_with_the_embedded_judge(prompts, tmp_path):
             assert isinstance(s[key], float) and math.isfinite(s[key]), (key, s)
         assert 0 <= s["flip_rate"] <= 1
     assert summary["grpo"]["reward"] == "pairwise" and summary["grpo"]["judge"] == "local"
+    # Every completion the judge rewarded, with its step, prompt id and reward.
+    judged = list(read_jsonl(out / "completions.jsonl"))
+    assert [r["step"] for r in judged] == [1, 1, 2, 2]
+    ids = {item.id for item in read_prompts(prompts)}
+    assert all(isinstance(r["reward"], float) and r["completion"] for r in judged)
+    assert all(r["reward"] == pytest.approx(r["judge_reward"] - 0.1 * r["length"] / 12)
+               for r in judged)
+    assert {r["id"] for r in judged} <= ids
     assert "GRPO" in (out / "README.md").read_text()
     # The adapter loads and generates through hf:.
     again = cai("sample", "--prompts", prompts, "--model", f"hf:{out}", "--n", "2",
                 "--limit", "1", "--out", tmp_path / "s")
     assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_the_completions_log_starts_afresh_or_from_the_checkpoint(tmp_path):
+    from cai.training.grpo import completions_log
+
+    log = tmp_path / "completions.jsonl"
+    write_jsonl(log, [{"step": s, "completion": str(s)} for s in (1, 1, 2, 3)])
+    assert completions_log(tmp_path, str(tmp_path / "checkpoint-2")) == log
+    assert [r["step"] for r in read_jsonl(log)] == [1, 1, 2]
+    completions_log(tmp_path, None)
+    assert list(read_jsonl(log)) == []

@@ -12,7 +12,7 @@ from cai.errors import CaiError, InputError
 from cai.records import prompt_hash, read_jsonl
 
 COLUMNS = {"sft": ("prompt", "completion"), "dpo": ("prompt", "chosen", "rejected"),
-           "reward": ("prompt", "chosen", "rejected"), "grpo": ("prompt",)}
+           "reward": ("prompt", "chosen", "rejected"), "grpo": ("prompt", "id")}
 MIN_SPLIT_PROMPTS = 10  # below this a held-out split leaves too little to learn from or judge by
 
 

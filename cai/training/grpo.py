@@ -80,7 +80,8 @@ def check(settings: RewardSettings, rows: list[dict[str, Any]], path: Path,
 
 
 def make_reward(settings: RewardSettings, session: Any, templates: Any,
-                rows: Sequence[dict[str, Any]], trl: dict[str, Any]) -> JudgeReward:
+                rows: Sequence[dict[str, Any]], trl: dict[str, Any],
+                log: Path | None = None) -> JudgeReward:
     from cai.constitution import load_constitution
     from cai.paths import resolve_constitution
     from cai.stages.judge import Judge, JudgeSettings
@@ -95,7 +96,19 @@ def make_reward(settings: RewardSettings, session: Any, templates: Any,
                        mode=settings.mode, num_generations=merged["num_generations"],
                        length_penalty=settings.length_penalty,
                        max_completion_length=merged["max_completion_length"],
-                       text_fallback=settings.text_fallback, references=references)
+                       text_fallback=settings.text_fallback, references=references, log=log)
+
+
+def completions_log(out: Path, resumed: str | None) -> Path:
+    """`completions.jsonl`, where the reward appends every completion it judged: emptied for
+    a new run, cut back to the checkpoint's steps for a resumed one."""
+    from cai.records import read_jsonl, write_jsonl
+
+    log = out / "completions.jsonl"
+    if log.exists():
+        kept = int(Path(resumed).name.rpartition("-")[2]) if resumed else 0
+        write_jsonl(log, [r for r in read_jsonl(log) if (r.get("step") or 0) <= kept])
+    return log
 
 
 def steps(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:

@@ -25,11 +25,12 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cai.chat import Message, messages_from_dicts
 from cai.evals.detectors import detect
-from cai.records import prompt_hash, reply_text
+from cai.records import JsonlWriter, prompt_hash, reply_text
 from cai.stages.judge import Judge, fenced, make_fence
 
 MODES = ("pairwise", "reference", "score")
@@ -84,10 +85,12 @@ class JudgeReward:
     text_fallback: bool = True
     references: dict[str, str] = field(default_factory=dict)  # prompt key -> reference answer
     steps: list[dict[str, float]] = field(default_factory=list)
+    log: Path | None = None  # each completion and its reward appended here (completions.jsonl)
 
     async def __call__(self, prompts: list[Any], completions: list[Any],
                        completion_ids: list[list[int]] | None = None,
-                       log_metric: Any = None, **_: Any) -> list[float]:
+                       log_metric: Any = None, trainer_state: Any = None,
+                       **columns: Any) -> list[float]:
         texts = [reply_text(c) for c in completions]
         if self.mode == "pairwise":
             raw, flips = await self._pairwise(prompts, texts)
@@ -104,6 +107,13 @@ class JudgeReward:
             for name, value in guards.items():
                 log_metric(f"judge/{name}", value)
         self.steps.append(guards)
+        if self.log is not None:
+            step = trainer_state.global_step + 1 if trainer_state is not None else None
+            with JsonlWriter(self.log) as out:
+                for n, text in enumerate(texts):
+                    out.write({"step": step, "id": (columns.get("id") or [None] * len(texts))[n],
+                               "prompt": prompts[n], "completion": text, "reward": rewards[n],
+                               "judge_reward": raw[n], "length": lengths[n]})
         return rewards
 
     async def _pairwise(self, prompts: list[Any], texts: list[str]) -> tuple[list[float],

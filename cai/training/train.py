@@ -51,9 +51,11 @@ def train(kind: str, data: Sequence[Path], model: str, out: Path, *, lora: bool 
         start = checkpoints.resolve_model(model)
     reward = None
     if kind == "grpo":
-        from cai.training.grpo import make_reward
+        from cai.training.grpo import completions_log, make_reward
 
-        reward = make_reward(grpo.settings, grpo.session, grpo.templates, rows, trl_settings)
+        log = completions_log(out, last_checkpoint(args)) if args.process_index == 0 else None
+        reward = make_reward(grpo.settings, grpo.session, grpo.templates, rows, trl_settings,
+                             log)
     fit = _fit(kind, start, split, args, peft, callbacks, reward)
     gc.collect()
     soft_labels_used = fit.pop("soft_labels_used")
