@@ -19,7 +19,7 @@ import yaml
 
 from cai.loop.config import Gates
 from cai.loop.gates import apply_gates
-from cai.records import read_jsonl
+from cai.records import read_jsonl, write_json
 from tests.conftest import ROOT, needs_local, offline_page
 from tests.stubs.stub_server import StubServer
 
@@ -145,6 +145,10 @@ def test_two_iterations_end_to_end(two_iterations, env):
     assert all(i["gates"] and i["stages"]["train-sft"]["seconds"] > 0
                for i in report["iterations"])
     assert "local is also the training judge" in (run / "report.md").read_text()
+    for i in report["iterations"]:  # each training stage, in the order it ran
+        assert [t["method"] for t in i["training"]] == ["sft", "dpo"]
+        assert all(t["steps"] == 2 and isinstance(t["first_loss"], float)
+                   for t in i["training"])
 
 
 @needs_local
@@ -158,6 +162,7 @@ def test_the_morning_report_in_a_browser(two_iterations, browser):
         box = page.locator(f"{plot} svg").bounding_box()
         assert box and box["width"] > 200 and box["height"] > 50, plot
     assert page.locator("#gates-2").count() == 1
+    assert page.locator("#training tr").count() == 5  # header, sft and dpo twice
     assert "finished" in page.locator("#state").inner_text()
     page.close()
 
@@ -304,3 +309,24 @@ def test_grpo_as_the_training_method_trains_on_the_prompts_with_the_judge(tmp_pa
     assert grpo[grpo.index("--model") + 1] == str(tmp_path / "run/iter-01/train-sft")
     assert stages["eval"].argv[stages["eval"].argv.index("--model") + 1] == \
         f"hf:{tmp_path / 'run/iter-01/train-grpo'}"
+
+
+def test_the_report_shows_what_each_training_stage_says_of_itself(tmp_path):
+    from cai.loop.report import training_figures
+
+    sft, grpo = tmp_path / "train-sft", tmp_path / "train-grpo"
+    write_json(sft / "train_summary.json", {
+        "kind": "sft", "train_rows": 40, "steps": 3, "heldout": {"eval_loss": 1.5},
+        "losses": [{"step": 1, "loss": 2.0}, {"step": 3, "loss": 1.25}]})
+    write_json(grpo / "train_summary.json", {
+        "kind": "grpo", "train_rows": 40, "steps": 2, "losses": [], "grpo": {"steps": [
+            {"step": 1, "reward": 0.4, "flip_rate": 0.5, "length_corr": 0.25},
+            {"step": 2, "reward": 0.6, "flip_rate": 0.25, "length_corr": 0.75}]}})
+    found = training_figures([sft, grpo, tmp_path / "train-dpo"])  # dpo: skipped, no summary
+    assert found[0] == {"method": "sft", "rows": 40, "steps": 3, "first_loss": 2.0,
+                        "last_loss": 1.25, "heldout_loss": 1.5, "reward_accuracy": None,
+                        "first_reward": None, "last_reward": None, "flip_rate": None,
+                        "length_corr": None}
+    assert (found[1]["first_reward"], found[1]["last_reward"]) == (0.4, 0.6)
+    assert (found[1]["flip_rate"], found[1]["length_corr"]) == (0.375, 0.5)
+    assert len(found) == 2

@@ -138,8 +138,41 @@ def iteration_figures(folder: Path, i: int, events: list[dict[str, Any]]) -> dic
         "promoted": gate["promoted"] if gate else None,
         "candidate_model": gate["candidate"] if gate else None,
         "stages": stages,
+        "training": training_figures([d / name for name in stages if name.startswith("train-")]),
         "evaluator_note": ev.get("evaluator_note"),
     }
+
+
+def training_figures(folders: list[Path]) -> list[dict[str, Any]]:
+    """What each training stage of an iteration says of itself: its rows and steps, the loss
+    at the first and last step and held out, DPO's held-out reward accuracy, and GRPO's
+    reward at the first and last step with the judge's guards averaged over the steps."""
+    found = []
+    for folder in folders:
+        s = _read(folder / "train_summary.json")
+        if not s:
+            continue
+        losses = [e["loss"] for e in s.get("losses") or []]
+        steps = (s.get("grpo") or {}).get("steps") or []
+
+        def mean(key: str, steps: list[dict[str, Any]] = steps) -> float | None:
+            values = [e[key] for e in steps if key in e]
+            return round(sum(values) / len(values), 4) if values else None
+
+        def at(values: list[float], k: int) -> float | None:
+            return round(values[k], 4) if values else None
+
+        rewards = [e["reward"] for e in steps]
+
+        found.append({
+            "method": s.get("kind"), "rows": s.get("train_rows"), "steps": s.get("steps"),
+            "first_loss": at(losses, 0), "last_loss": at(losses, -1),
+            "heldout_loss": (s.get("heldout") or {}).get("eval_loss"),
+            "reward_accuracy": s.get("implicit_reward_accuracy"),
+            "first_reward": at(rewards, 0), "last_reward": at(rewards, -1),
+            "flip_rate": mean("flip_rate"), "length_corr": mean("length_corr"),
+        })
+    return found
 
 
 METRICS = ("over_refusal_rate", "unsafe_compliance_rate", "mean_length", "hedge_rate",
