@@ -13,7 +13,7 @@ against a frozen copy, with the soft-label loss. GRPO samples with transformers'
 that its figures are the trainer's and not a judge's; it reports generation and training
 tokens per second apart.
 
-    python -m benchmarks.gpu_train            # from the repository root; ~6 minutes on an H100
+    python -m benchmarks.gpu_train            # from the repository root, on a GPU
     python -m benchmarks.gpu_train --smoke    # a tiny model on the CPU: checks the script
 
 Model FLOPs utilisation counts 6 N FLOPs per trained token (forward and backward), plus 2 N
