@@ -5,7 +5,7 @@ library: load_constitution, Session (its `client(spec)` makes a model client), R
 revise, sample, Judge and judge, eval_judge, train; make_prompts and build_report (data);
 run_loop; review_stats; lint, diff_constitutions and induce (authoring). The stage functions
 are async and write the same files as their commands. examples/python_api.py runs revise ->
-judge end to end.
+judge end to end; JudgeReward is cai's judge as a reward for TRL's GRPOTrainer.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ _EXPORTS = {
     "read_gold": "cai.evals.calibration",
     "eval_judge": "cai.evals.calibration:judge_gold",
     "train": "cai.training.train",
+    "JudgeReward": "cai.training.rewards",
     "Generator": "cai.data.generate",
     "make_prompts": "cai.data.generate",
     "build_report": "cai.data.report",
@@ -90,4 +91,5 @@ if TYPE_CHECKING:
     from cai.stages.revise import Reviser, revise, try_prompt
     from cai.stages.sample import sample
     from cai.templates import Templates
+    from cai.training.rewards import JudgeReward
     from cai.training.train import train

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from cai.errors import CaiError, InputError
+from cai.paths import resolve_constitution
 from cai.records import read_text
 
 TOP_KEYS = {"name", "version", "description", "system_prompt", "examples", "principles", "tags"}
@@ -103,8 +104,9 @@ class ConstitutionError(CaiError):
 
 
 def load_constitution(path: str | Path) -> Constitution:
-    """Read and check a constitution file; raise ConstitutionError listing every problem."""
-    path = Path(path)
+    """Read and check a constitution file, or a shipped one by name (`harmless`,
+    `helpful-honest`); raise ConstitutionError listing every problem."""
+    path = resolve_constitution(str(path))
     try:
         text = read_text(path)
     except InputError as e:

@@ -19,6 +19,13 @@ def test_help_does_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
+def test_every_name_import_cai_gives_resolves_without_torch():
+    code = ("import sys, cai; missing = [n for n in cai.__all__ if getattr(cai, n) is None]; "
+            "print(missing, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "[] False", out.stderr  # found, and torch not loaded
+
+
 def test_constitution_check_reports_every_file(write):
     good = write("good.yaml", MINIMAL)
     bad = write("bad.yaml", MINIMAL.replace("weight: 3", "weight: -2"))

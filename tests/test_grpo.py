@@ -120,3 +120,34 @@ def test_the_completions_log_starts_afresh_or_from_the_checkpoint(tmp_path):
     assert [r["step"] for r in read_jsonl(log)] == [1, 1, 2]
     completions_log(tmp_path, None)
     assert list(read_jsonl(log)) == []
+
+
+def test_the_judge_reward_serves_a_trl_script_of_ones_own(tmp_path):
+    """`cai.JudgeReward` outside `cai train grpo`: called as TRL calls a reward function,
+    over any client. The fixed judge always answers "A", so every verdict flips with the
+    order: each comparison is a tie, every reward 0.5, and the guard says it."""
+    import asyncio
+
+    import cai
+
+    async def main():
+        session = cai.Session(cache_path=tmp_path / "cache.sqlite")
+        judge = cai.Judge(session.client("fake:fixed:A"), cai.Templates(),
+                          cai.load_constitution("harmless"))
+        reward = cai.JudgeReward(judge, mode="pairwise", num_generations=2,
+                                 log=tmp_path / "completions.jsonl")
+        try:
+            prompt = [{"role": "user", "content": "Name a colour."}]
+            return reward, await reward(
+                prompts=[prompt] * 4,
+                completions=[[{"role": "assistant", "content": c}] for c in
+                             ("Blue.", "Red, like a ripe tomato.", "Green.", "I cannot say.")],
+                completion_ids=[[1], [1, 2, 3, 4], [1], [1, 2, 3]], id=["a", "a", "b", "b"])
+        finally:
+            await session.close()
+
+    reward, rewards = asyncio.run(main())
+    assert rewards == [0.5, 0.5, 0.5, 0.5]
+    assert reward.steps[0]["flip_rate"] == 1.0
+    logged = list(read_jsonl(tmp_path / "completions.jsonl"))
+    assert [r["id"] for r in logged] == ["a", "a", "b", "b"] and logged[1]["length"] == 4

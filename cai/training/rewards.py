@@ -85,7 +85,7 @@ class JudgeReward:
     text_fallback: bool = True
     references: dict[str, str] = field(default_factory=dict)  # prompt key -> reference answer
     steps: list[dict[str, float]] = field(default_factory=list)
-    log: Path | None = None  # each completion and its reward appended here (completions.jsonl)
+    log: str | Path | None = None  # each completion and its reward appended (completions.jsonl)
 
     async def __call__(self, prompts: list[Any], completions: list[Any],
                        completion_ids: list[list[int]] | None = None,
