@@ -319,14 +319,15 @@ def test_the_report_shows_what_each_training_stage_says_of_itself(tmp_path):
         "kind": "sft", "train_rows": 40, "steps": 3, "heldout": {"eval_loss": 1.5},
         "losses": [{"step": 1, "loss": 2.0}, {"step": 3, "loss": 1.25}]})
     write_json(grpo / "train_summary.json", {
-        "kind": "grpo", "train_rows": 40, "steps": 2, "losses": [], "grpo": {"steps": [
+        "kind": "grpo", "train_rows": 40, "steps": 2, "losses": [], "grpo": {
+            "reward": "score", "steps": [
             {"step": 1, "reward": 0.4, "flip_rate": 0.5, "length_corr": 0.25},
             {"step": 2, "reward": 0.6, "flip_rate": 0.25, "length_corr": 0.75}]}})
     found = training_figures([sft, grpo, tmp_path / "train-dpo"])  # dpo: skipped, no summary
     assert found[0] == {"method": "sft", "rows": 40, "steps": 3, "first_loss": 2.0,
                         "last_loss": 1.25, "heldout_loss": 1.5, "reward_accuracy": None,
-                        "first_reward": None, "last_reward": None, "flip_rate": None,
-                        "length_corr": None}
+                        "reward_mode": None, "first_reward": None, "last_reward": None,
+                        "flip_rate": None, "length_corr": None}
     assert (found[1]["first_reward"], found[1]["last_reward"]) == (0.4, 0.6)
     assert (found[1]["flip_rate"], found[1]["length_corr"]) == (0.375, 0.5)
     assert len(found) == 2

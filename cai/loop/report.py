@@ -153,7 +153,8 @@ def training_figures(folders: list[Path]) -> list[dict[str, Any]]:
         if not s:
             continue
         losses = [e["loss"] for e in s.get("losses") or []]
-        steps = (s.get("grpo") or {}).get("steps") or []
+        grpo = s.get("grpo") or {}
+        steps = grpo.get("steps") or []
 
         def mean(key: str, steps: list[dict[str, Any]] = steps) -> float | None:
             values = [e[key] for e in steps if key in e]
@@ -169,6 +170,8 @@ def training_figures(folders: list[Path]) -> list[dict[str, Any]]:
             "first_loss": at(losses, 0), "last_loss": at(losses, -1),
             "heldout_loss": (s.get("heldout") or {}).get("eval_loss"),
             "reward_accuracy": s.get("implicit_reward_accuracy"),
+            # A pairwise reward averages 0.5 over every group by construction: no trend to show.
+            "reward_mode": grpo.get("reward"),
             "first_reward": at(rewards, 0), "last_reward": at(rewards, -1),
             "flip_rate": mean("flip_rate"), "length_corr": mean("length_corr"),
         })
