@@ -4,6 +4,7 @@ as both policy and judge; the reward's guards; bad input refused before any mode
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -86,6 +87,9 @@ def test_two_grpo_steps_on_the_cpu_with_the_embedded_judge(prompts, tmp_path):
                "--out", out, "--lora", "--config", config, "--length-penalty", "0.1",
                env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
+    said = " ".join(done.stdout.split())
+    assert re.search(r"judge local \(pairwise\): \d+ requests, \d+ from the cache; over the "
+                     r"steps: reward std [\d.]+, position flips [\d.]+", said), said[-500:]
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["kind"] == "grpo" and summary["steps"] == 2
     logged = summary["grpo"]["steps"]

@@ -153,5 +153,21 @@ def _train(kind: str, data: tuple[str, ...], model: str, out: str, lora: bool,
     shown = f"; held-out {held[kind]} {metric:.4f}" if metric is not None else ""
     console.print(f"[bold]train {kind}[/]: {s['steps']} steps on {s['train_rows']} rows{loss}"
                   f"{shown}; {s['wall_seconds']:.0f}s -> {out}", highlight=False)
+    if kind == "grpo":
+        console.print(grpo_line(s["grpo"]), highlight=False)
     for note in s["notes"]:
         err.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+
+
+def grpo_line(g: dict[str, Any]) -> str:
+    """The judge's side of a GRPO run, in one line: its calls, and the guards over the steps."""
+    steps = g["steps"]
+
+    def mean(key: str) -> str:
+        values = [s[key] for s in steps if key in s]
+        return f"{sum(values) / len(values):.2f}" if values else "-"
+
+    return (f"judge {g['judge']} ({g['reward']}): {g['judge_requests']} requests, "
+            f"{g['judge_cache_hits']} from the cache; over the steps: reward std "
+            f"{mean('reward_std')}, position flips {mean('flip_rate')}, reward-length "
+            f"correlation {mean('length_corr')}; each completion in completions.jsonl")
