@@ -155,27 +155,27 @@ def training_figures(folders: list[Path]) -> list[dict[str, Any]]:
         losses = [e["loss"] for e in s.get("losses") or []]
         grpo = s.get("grpo") or {}
         steps = grpo.get("steps") or []
-
-        def mean(key: str, steps: list[dict[str, Any]] = steps) -> float | None:
-            values = [e[key] for e in steps if key in e]
-            return round(sum(values) / len(values), 4) if values else None
-
-        def at(values: list[float], k: int) -> float | None:
-            return round(values[k], 4) if values else None
-
         rewards = [e["reward"] for e in steps]
-
         found.append({
             "method": s.get("kind"), "rows": s.get("train_rows"), "steps": s.get("steps"),
-            "first_loss": at(losses, 0), "last_loss": at(losses, -1),
+            "first_loss": _at(losses, 0), "last_loss": _at(losses, -1),
             "heldout_loss": (s.get("heldout") or {}).get("eval_loss"),
             "reward_accuracy": s.get("implicit_reward_accuracy"),
             # A pairwise reward averages 0.5 over every group by construction: no trend to show.
             "reward_mode": grpo.get("reward"),
-            "first_reward": at(rewards, 0), "last_reward": at(rewards, -1),
-            "flip_rate": mean("flip_rate"), "length_corr": mean("length_corr"),
+            "first_reward": _at(rewards, 0), "last_reward": _at(rewards, -1),
+            "flip_rate": _mean(steps, "flip_rate"), "length_corr": _mean(steps, "length_corr"),
         })
     return found
+
+
+def _at(values: list[float], k: int) -> float | None:
+    return round(values[k], 4) if values else None
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in rows if key in r]
+    return round(sum(values) / len(values), 4) if values else None
 
 
 METRICS = ("over_refusal_rate", "unsafe_compliance_rate", "mean_length", "hedge_rate",
