@@ -30,7 +30,8 @@ from typing import Any
 
 from cai.chat import Message, messages_from_dicts
 from cai.evals.detectors import detect
-from cai.records import JsonlWriter, prompt_hash, reply_text
+from cai.inputs import prompt_id
+from cai.records import JsonlWriter, reply_text
 from cai.stages.judge import Judge, fenced, make_fence
 
 MODES = ("pairwise", "reference", "score")
@@ -195,9 +196,9 @@ def _conversation(prompt: Any) -> list[Message]:
 
 
 def _prompt_key(conversation: Sequence[Message]) -> str:
-    """The prompt's id as cai's records give it, over its turns less any system prompt."""
-    return prompt_hash([{"role": m.role, "content": m.content} for m in conversation
-                        if m.role != "system"])[:16]
+    """A key from the prompt's content (the id cai gives a prompt file's rows that bring
+    none), with any system prompt left out."""
+    return prompt_id(tuple(m for m in conversation if m.role != "system"))
 
 
 def _key(conversation: Sequence[Message], x: str, y: str) -> str:
