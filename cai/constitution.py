@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from cai.errors import CaiError, InputError
+from cai.errors import CaiError, InputError, yaml_line
 from cai.paths import resolve_constitution
 from cai.records import read_text
 
@@ -124,8 +124,7 @@ def parse_constitution(text: str, source: str = "<string>") -> Constitution:
         finally:
             loader.dispose()
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
+        line = yaml_line(e, text) or 1
         problem = getattr(e, "problem", None) or str(e)
         raise ConstitutionError(
             [f"{source}:{line}: invalid YAML: {problem}; check the indentation and quoting there"]

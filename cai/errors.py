@@ -18,6 +18,19 @@ class InputError(CaiError):
         super().__init__(f"{where}: {message}")
 
 
+def yaml_line(error: Exception, text: str) -> int | None:
+    """The line to show for a YAML parse error: where the problem was found or, when it was
+    only found at the end of the file (a bracket or quote never closed), where the unclosed
+    part began, since the line after the last is no help to anyone."""
+    problem = getattr(error, "problem_mark", None)
+    context = getattr(error, "context_mark", None)
+    if problem is None:
+        return None
+    if context is not None and problem.index >= len(text.rstrip()):
+        return int(context.line) + 1
+    return int(problem.line) + 1
+
+
 class BackendError(CaiError):
     """A request failed for good; `retryable` says whether trying again could help."""
 

@@ -68,3 +68,55 @@ def test_unknown_model_is_a_clear_error(write):
                           "--model", "gpt5", "--out", prompts.parent / "o"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "unknown model 'gpt5'" in out.stderr
+
+
+def test_try_watch_runs_again_on_each_save_and_survives_a_broken_one(tmp_path):
+    """`cai try --watch`: a run at start, another after each save; a constitution saved with a
+    mistake is one error line with its line number, and the watch goes on; Ctrl-C ends it."""
+    import os
+    import shutil
+    import signal
+    import threading
+    import time
+
+    from cai.paths import shipped
+
+    constitution = tmp_path / "c.yaml"
+    shutil.copy(shipped("constitutions") / "harmless.yaml", constitution)
+    original = constitution.read_text()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cai", "try", "--constitution", str(constitution), "--prompt",
+         "Name a colour.", "--principle", "over-refusal", "--model", "fake:echo", "--watch"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={
+            **os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "COLUMNS": "200"})
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),
+                     daemon=True).start()
+
+    def runs(n):  # wait until the watch has finished n runs
+        deadline = time.time() + 60
+        while sum("watching" in line for line in lines) < n:
+            assert time.time() < deadline and proc.poll() is None, "".join(lines)
+            time.sleep(0.1)
+
+    def save(text):
+        time.sleep(0.05)  # a new modification time even on coarse clocks
+        constitution.write_text(text)
+
+    try:
+        runs(1)
+        save(original.replace("fully answer the safe request", "ANSWER THE SAFE REQUEST"))
+        runs(2)
+        save(original + "name: [broken\n")
+        runs(3)
+        save(original)
+        runs(4)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    out = "".join(lines)
+    assert proc.returncode == 0 and "stopped watching" in out
+    assert out.count("prompt: Name a colour.") == 3  # the broken save did not run
+    assert "ANSWER THE SAFE REQUEST" in out
+    broken = original.count("\n") + 1  # the line the unclosed bracket opens on
+    assert f"{constitution}:{broken}: invalid YAML" in " ".join(stderr.split())

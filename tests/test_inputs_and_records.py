@@ -115,3 +115,21 @@ def test_one_id_on_two_different_prompts_is_an_error(write):
         read_prompts(path)
     same = write("q.jsonl", '{"id": "x", "prompt": "A"}\n{"id": "x", "prompt": "A"}\n')
     assert [i.text for i in read_prompts(same)] == ["A"]  # word for word: kept once
+
+
+def test_a_yaml_error_points_at_a_line_that_exists():
+    """A problem found mid-file is shown where it is; one found only at the end (a bracket or
+    quote never closed) where the unclosed part began."""
+    import yaml
+
+    from cai.errors import yaml_line
+
+    def line_of(text):
+        with pytest.raises(yaml.YAMLError) as e:
+            yaml.safe_load(text)
+        return yaml_line(e.value, text)
+
+    assert line_of("a: 1\nb: [1, 2\nc: 3\n") == 3  # found at c, inside the open bracket
+    assert line_of("a: 1\nb: [1, 2\n") == 2
+    assert line_of('a: 1\nb: "open\nc: 3\n\n') == 2
+    assert line_of("a: 1\n  b: 2\n") == 2

@@ -70,26 +70,76 @@ def revise(prompts_file: str, constitution: str, model: str, critic_model: str |
 @click.option("--critic-model", default=None)
 @click.option("--rounds", default=1, show_default=True, type=click.IntRange(1, 10))
 @click.option("--seed", default=0, show_default=True)
+@click.option("--watch", is_flag=True, help="Stay, and run again each time the constitution "
+              "or a --templates file is saved; Ctrl-C to stop.")
 @model_options
 def try_(constitution: str, prompt_text: str, principle: str | None, compare: str | None,
-         model: str, critic_model: str | None, rounds: int, seed: int, session: Any,
-         templates: str | None) -> None:
+         model: str, critic_model: str | None, rounds: int, seed: int, watch: bool,
+         session: Any, templates: str | None) -> None:
     """Show the initial answer, critique and revision for one prompt, in seconds."""
     from cai.cli.views import show_try
     from cai.constitution import load_constitution
-    from cai.paths import resolve_constitution
     from cai.stages.revise import try_prompt
     from cai.templates import Templates
 
     versions = [("new" if compare else None, constitution)]
     if compare:
         versions.insert(0, ("old", compare))
-    loaded = [(label, load_constitution(resolve_constitution(c))) for label, c in versions]
     policy, critic = session.client(model), session.client(critic_model or model)
-    traces = run(session, try_prompt(prompt_text, [c for _, c in loaded], policy, critic,
-                                     Templates(templates), rounds=rounds, seed=seed,
-                                     principle=principle))
-    show_try(console, prompt_text, loaded, traces, policy.spec, critic.spec, seed)
+
+    async def once() -> None:
+        loaded = [(label, load_constitution(c)) for label, c in versions]
+        traces = await try_prompt(prompt_text, [c for _, c in loaded], policy, critic,
+                                  Templates(templates), rounds=rounds, seed=seed,
+                                  principle=principle)
+        show_try(console, prompt_text, loaded, traces, policy.spec, critic.spec, seed)
+
+    if not watch:
+        return run(session, once())
+    try:
+        run(session, watch_files(once, [c for _, c in versions], templates))
+    except KeyboardInterrupt:
+        console.print("stopped watching")
+
+
+async def watch_files(job: Any, constitutions: list[str], templates: str | None) -> None:
+    """Run `job` now and again whenever one of the files changes, the model loaded and the
+    response cache warm between runs (the first answer is the same request each time, so
+    only the critique and revision are made again). A constitution or template saved with a
+    mistake is one error line, and the watch goes on."""
+    import asyncio
+
+    from rich.markup import escape
+
+    from cai.cli.options import err
+    from cai.errors import CaiError
+    from cai.paths import resolve_constitution
+
+    files = [resolve_constitution(c) for c in constitutions]
+    if templates:
+        files += sorted(Path(templates).glob("*.j2"))
+
+    def stamps() -> list[tuple[int, int] | None]:
+        found: list[tuple[int, int] | None] = []
+        for f in files:
+            try:
+                s = f.stat()
+                found.append((s.st_mtime_ns, s.st_size))
+            except OSError:  # an editor between writing and renaming
+                found.append(None)
+        return found
+
+    seen = None
+    while True:
+        if (now := stamps()) != seen:
+            seen = now
+            try:
+                await job()
+            except CaiError as e:
+                err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+            console.print(f"[dim]watching {', '.join(map(str, files))}: save to run again, "
+                          "Ctrl-C to stop[/]", highlight=False)
+        await asyncio.sleep(0.25)
 
 
 # ---------------------------------------------------------------- sampling and judging

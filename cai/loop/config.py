@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cai.errors import CaiError, InputError
+from cai.errors import CaiError, InputError, yaml_line
 from cai.records import read_text
 
 
@@ -110,8 +110,7 @@ def read_loop_config(path: str | Path) -> tuple[LoopConfig, dict[str, Any]]:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise InputError(path, mark.line + 1 if mark else None,
+        raise InputError(path, yaml_line(e, text),
                          f"not valid YAML: {getattr(e, 'problem', e)}") from None
     if not isinstance(data, dict):
         raise InputError(path, 1, "the config is a mapping of keys (policy, prompts, ...)")

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from cai.errors import InputError
+from cai.errors import InputError, yaml_line
 from cai.records import read_text
 
 LEARNING_RATES = {("sft", False): 2e-5, ("sft", True): 2e-4, ("dpo", False): 1e-6,
@@ -49,8 +49,7 @@ def read_config(path: Path | None) -> TrainConfig:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise InputError(path, mark.line + 1 if mark else None, f"not valid YAML: {e}") from None
+        raise InputError(path, yaml_line(e, text), f"not valid YAML: {e}") from None
     lines = key_lines(text)
     if not isinstance(data, dict):
         raise InputError(path, None, "expected a mapping with `trl:` and `lora:`")
