@@ -87,7 +87,7 @@ def synthetic_rows(kind: str, n: int, size: dict[str, int], seed: int) -> list[d
     rng = random.Random(seed)
     v = size["vocab_size"]
     if kind == "grpo":  # the policy writes the completions
-        return [{"prompt": words(rng, size["grpo_prompt"], v)} for _ in range(n)]
+        return [{"id": f"p{i}", "prompt": words(rng, size["grpo_prompt"], v)} for i in range(n)]
     if kind == "sft":
         return [{"prompt": words(rng, size["prompt"], v),
                  "completion": words(rng, size["completion"], v)} for _ in range(n)]
