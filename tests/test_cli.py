@@ -62,6 +62,17 @@ def test_try_compare_shows_both_versions_side_by_side(write):
     assert "Name the worst flaw." in result.output and "Say what is wrong." in result.output
 
 
+def test_try_takes_several_prompts_each_in_its_own_table(write):
+    constitution = write("c.yaml", MINIMAL)
+    result = run("try", "--constitution", constitution, "--prompt", "Name a colour.",
+                 "--prompt", "Name a fruit.", "--principle", "alpha", "--model", "fake:echo",
+                 "--no-cache")
+    assert result.exit_code == 0, result.output
+    shown = result.output
+    assert shown.index("prompt: Name a colour.") < shown.index("prompt: Name a fruit.")
+    assert shown.count("model fake:echo, critic fake:echo") == 2  # a table each
+
+
 def test_unknown_model_is_a_clear_error(write):
     prompts = write("p.txt", "hi\n")
     out = subprocess.run([sys.executable, "-m", "cai", "sample", "--prompts", prompts,

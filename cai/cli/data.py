@@ -62,7 +62,8 @@ def revise(prompts_file: str, constitution: str, model: str, critic_model: str |
 
 @click.command("try")
 @click.option("--constitution", default="harmless", show_default=True, help=CONSTITUTION_HELP)
-@click.option("--prompt", "prompt_text", required=True, help="One prompt to try.")
+@click.option("--prompt", "prompt_texts", required=True, multiple=True,
+              help="A prompt to try; give it again for more, run side by side.")
 @click.option("--principle", default=None, help="Principle id to apply [default: sampled].")
 @click.option("--compare", default=None, type=click.Path(dir_okay=False),
               help="An older constitution file to run side by side on the same prompt and seed.")
@@ -73,10 +74,11 @@ def revise(prompts_file: str, constitution: str, model: str, critic_model: str |
 @click.option("--watch", is_flag=True, help="Stay, and run again each time the constitution "
               "or a --templates file is saved; Ctrl-C to stop.")
 @model_options
-def try_(constitution: str, prompt_text: str, principle: str | None, compare: str | None,
+def try_(constitution: str, prompt_texts: tuple[str, ...], principle: str | None,
+         compare: str | None,
          model: str, critic_model: str | None, rounds: int, seed: int, watch: bool,
          session: Any, templates: str | None) -> None:
-    """Show the initial answer, critique and revision for one prompt, in seconds."""
+    """Show the initial answer, critique and revision for a prompt or a few, in seconds."""
     from cai.cli.views import show_try
     from cai.constitution import load_constitution
     from cai.stages.revise import try_prompt
@@ -88,11 +90,14 @@ def try_(constitution: str, prompt_text: str, principle: str | None, compare: st
     policy, critic = session.client(model), session.client(critic_model or model)
 
     async def once() -> None:
+        import asyncio
+
         loaded = [(label, load_constitution(c)) for label, c in versions]
-        traces = await try_prompt(prompt_text, [c for _, c in loaded], policy, critic,
-                                  Templates(templates), rounds=rounds, seed=seed,
-                                  principle=principle)
-        show_try(console, prompt_text, loaded, traces, policy.spec, critic.spec, seed)
+        runs = await asyncio.gather(*(try_prompt(
+            text, [c for _, c in loaded], policy, critic, Templates(templates), rounds=rounds,
+            seed=seed, principle=principle) for text in prompt_texts))
+        for text, traces in zip(prompt_texts, runs, strict=True):
+            show_try(console, text, loaded, traces, policy.spec, critic.spec, seed)
 
     if not watch:
         return run(session, once())
