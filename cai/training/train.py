@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,10 @@ def train(kind: str, data: Sequence[Path], model: str, out: Path, *, lora: bool 
     the others return None.
     """
     started = time.monotonic()
+    # TRL and peft still read transformers' old name for it; the warning is theirs to act on,
+    # and would otherwise greet every run.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                            category=FutureWarning)
     if merge and (not lora or kind == "reward"):
         raise CaiError("--merge merges a LoRA adapter into its base: it needs --lora, and "
                        "applies to sft and dpo")
