@@ -44,6 +44,7 @@ def test_bad_input_is_one_error_line_before_any_model_loads(prompts, tmp_path):
         (["--reward", "score", "--judge", "fake:echo", "--no-text-fallback"],
          "fake:echo gives none"),
         (["--config", config], "= 3 does not divide by num_generations = 2"),
+        (["--batch"], "--batch does not go with GRPO"),
     ]
     for extra, message in cases:
         done = cai("train", "grpo", "--prompts", prompts, "--model", "local", "--out",
@@ -51,6 +52,27 @@ def test_bad_input_is_one_error_line_before_any_model_loads(prompts, tmp_path):
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("error:") == 1 and message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr and not (tmp_path / "o").exists()
+
+
+@needs_train
+def test_a_dry_run_counts_the_judges_requests_and_writes_nothing(prompts, tmp_path):
+    """3 steps of 4 completions in groups of 2: 6 groups. Pairwise asks for G(G-1) = 2
+    requests a group (both orders), reference 2G = 4, score G = 2. No model loads, nothing is
+    sent (an OpenAI judge, with no key), nothing is written."""
+    config = tmp_path / "t.yaml"
+    config.write_text("trl:\n  max_steps: 3\n  num_generations: 2\n"
+                      "  per_device_train_batch_size: 4\n  max_completion_length: 16\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    for mode, requests in (("pairwise", 12), ("reference", 24), ("score", 12)):
+        extra = ["--reference-model", "local"] if mode == "reference" else []
+        done = cai("train", "grpo", "--prompts", prompts, "--judge", "openai:gpt-4o-mini",
+                   "--reward", mode, "--config", config, "--out", tmp_path / "o", "--dry-run",
+                   *extra, env=env)
+        assert done.returncode == 0, done.stderr
+        estimate = json.loads(done.stdout)
+        assert (estimate["steps"], estimate["groups"], estimate["requests"]) == (3, 6, requests)
+        assert estimate["tokens_in"] > 0 and estimate["cost_usd"] > 0, estimate
+        assert not (tmp_path / "o").exists()
 
 
 def test_the_score_is_the_expected_value_over_the_score_tokens():

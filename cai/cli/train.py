@@ -15,6 +15,7 @@ from cai.cli.options import (
     model_options,
     run,
 )
+from cai.errors import CaiError
 
 # ---------------------------------------------------------------- training
 
@@ -120,6 +121,9 @@ def train_grpo(prompts_file: str, model: str, judge_spec: str, constitution: str
         read_prompt_rows,
     )
 
+    if session.batch:
+        raise CaiError("--batch does not go with GRPO: the reward is needed as training goes, "
+                       "and a provider batch API answers within hours; drop --batch")
     path = Path(prompts_file)
     settings = RewardSettings(judge=judge_spec, constitution=constitution, mode=reward,
                               length_penalty=length_penalty,
@@ -127,6 +131,10 @@ def train_grpo(prompts_file: str, model: str, judge_spec: str, constitution: str
                               reference_model=reference_model)
     rows = read_prompt_rows(path)
     check(settings, rows, path, read_config(Path(config) if config else None).trl)
+    if session.dry_run:
+        return console.print_json(data=grpo_estimate(settings, session, Templates(templates),
+                                                     rows, Path(out), lora, config,
+                                                     eval_fraction))
     if reward == "reference" and reference_model:
         # Its own session: the judge's client must first be used on TRL's event loop.
         answers = dataclasses.replace(session, clients=[], _cache=None)
@@ -171,3 +179,20 @@ def grpo_line(g: dict[str, Any]) -> str:
             f"{g['judge_cache_hits']} from the cache; over the steps: reward std "
             f"{mean('reward_std')}, position flips {mean('flip_rate')}, reward-length "
             f"correlation {mean('length_corr')}; each completion in completions.jsonl")
+
+
+def grpo_estimate(settings: Any, session: Any, templates: Any, rows: list[dict[str, Any]],
+                  out: Path, lora: bool, config: str | None,
+                  eval_fraction: float) -> dict[str, Any]:
+    """`cai train grpo --dry-run`: the judge's requests, tokens and cost for the run asked."""
+    from cai.training.config import read_config, trl_args
+    from cai.training.data import split_heldout
+    from cai.training.grpo import estimate, make_reward
+
+    args, trl_settings = trl_args("grpo", out, lora, read_config(Path(config) if config
+                                                                 else None))
+    longest = "word " * args.max_completion_length
+    # References still to be made by --reference-model count at the longest length.
+    rows = [{**r, "reference": r.get("reference") or longest} for r in rows]
+    reward = make_reward(settings, session, templates, rows, trl_settings)
+    return run(session, estimate(reward, split_heldout(rows, eval_fraction).train, args))

@@ -99,6 +99,41 @@ def make_reward(settings: RewardSettings, session: Any, templates: Any,
                        text_fallback=settings.text_fallback, references=references, log=log)
 
 
+SAMPLED = 16  # prompts whose judge requests a dry run makes, to scale to the whole run
+
+
+async def estimate(reward: JudgeReward, rows: list[dict[str, Any]], args: Any) -> dict[str, Any]:
+    """What a run would ask of the judge, with no model loaded and nothing sent: one group of
+    completions at their longest for each of a few prompts, through the judge's dry-run
+    client, scaled to the groups the run's steps hold (one process; held-out prompts left
+    out, as training leaves them)."""
+    import math
+
+    from cai.records import assistant
+
+    g, length = reward.num_generations, reward.max_completion_length
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps
+    steps = args.max_steps if args.max_steps > 0 else math.ceil(
+        args.num_train_epochs * len(rows) * g / per_step)
+    groups = steps * per_step // g
+    text = ("word " * length)[: 4 * length]  # the dry-run backend's measure: 4 characters a token
+    sampled = rows[:SAMPLED]
+    for row in sampled:
+        await reward(prompts=[row["prompt"]] * g,
+                     completions=[assistant(f"{k} {text}") for k in range(g)],
+                     completion_ids=[[0] * length] * g)
+    stats = reward.judge.client.stats
+    scale = groups / len(sampled)
+    return {"dry_run": True, "steps": steps, "groups": groups, "completions": groups * g,
+            "judge": reward.judge.client.spec, "reward": reward.mode,
+            "requests": round(stats.requests * scale),
+            "tokens_in": round(stats.prompt_tokens * scale),
+            "tokens_out": round(stats.completion_tokens * scale),
+            "cost_usd": round(stats.cost_usd * scale, 4),
+            "note": f"from {len(sampled)} prompts' groups of completions at their longest "
+                    f"({length} tokens); tokens estimated at 4 characters each"}
+
+
 def completions_log(out: Path, resumed: str | None) -> Path:
     """`completions.jsonl`, where the reward appends every completion it judged: emptied for
     a new run, cut back to the checkpoint's steps for a resumed one."""
