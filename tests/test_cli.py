@@ -101,8 +101,9 @@ def test_try_watch_runs_again_on_each_save_and_survives_a_broken_one(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={
             **os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "COLUMNS": "200"})
     lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),
-                     daemon=True).start()
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),
+                              daemon=True)
+    reader.start()
 
     def runs(n):  # wait until the watch has finished n runs
         deadline = time.time() + 60
@@ -124,7 +125,9 @@ def test_try_watch_runs_again_on_each_save_and_survives_a_broken_one(tmp_path):
         runs(4)
     finally:
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        reader.join(timeout=30)  # stdout is the reader's alone, to its end
+        stderr = proc.stderr.read()
     out = "".join(lines)
     assert proc.returncode == 0 and "stopped watching" in out
     assert out.count("prompt: Name a colour.") == 3  # the broken save did not run
