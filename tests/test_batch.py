@@ -112,12 +112,17 @@ def test_sample_in_passes_maps_shuffled_results_back(provider, tmp_path):
     assert all(b["cost_usd"] > 0 for b in batches)  # a known price, halved for batches
 
 
+def batched_sample(tmp_path, server, out):
+    """`cai sample` of 3 prompts through the stand-in's batch API, as a command line."""
+    return ["sample", "--prompts", write_prompts(tmp_path, 3), "--n", "1", "--model",
+            "openai:gpt-4o-mini", "--base-url", server.url, "--cache", tmp_path / "c.sqlite",
+            "--out", out, "--batch"]
+
+
 def test_status_and_collect_work_from_a_fresh_process(tmp_path):
     out = tmp_path / "out"
     with StubServer(batches=BatchStore(polls=2)) as server:
-        stage = ["sample", "--prompts", write_prompts(tmp_path, 3), "--n", "1", "--model",
-                 "openai:gpt-4o-mini", "--base-url", server.url, "--cache",
-                 tmp_path / "c.sqlite", "--out", out, "--batch"]
+        stage = batched_sample(tmp_path, server, out)
         cai(*stage)
         shown = cai("batch", "status", "--out", out)
         assert state(out)[0]["id"] in shown and "in_progress" in shown
@@ -176,9 +181,7 @@ def test_requests_in_flight_are_not_sent_twice(tmp_path):
     out = tmp_path / "out"
     store = BatchStore(polls=5)
     with StubServer(batches=store) as server:
-        stage = ["sample", "--prompts", write_prompts(tmp_path, 3), "--n", "1", "--model",
-                 "openai:gpt-4o-mini", "--base-url", server.url, "--cache",
-                 tmp_path / "c.sqlite", "--out", out, "--batch"]
+        stage = batched_sample(tmp_path, server, out)
         cai(*stage)
         assert "3 requests for openai:gpt-4o-mini are in a batch not collected yet" in cai(
             *stage)
