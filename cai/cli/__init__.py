@@ -13,7 +13,7 @@ import click
 from rich.markup import escape
 
 from cai.cli import batch, data, datasets, loop, review, tools, train
-from cai.cli.options import err
+from cai.cli.options import err, show_error
 from cai.errors import CaiError, CaiWarning
 
 
@@ -49,7 +49,7 @@ def main() -> None:
         # and exit 1, before this could say how to resume.
         code = cli.main(standalone_mode=False)
     except CaiError as e:
-        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        show_error(e)
         sys.exit(2)
     except (KeyboardInterrupt, click.exceptions.Abort):
         err.print("[yellow]interrupted; rerun the same command to resume[/]")

@@ -75,9 +75,8 @@ def revise(prompts_file: str, constitution: str, model: str, critic_model: str |
               "or a --templates file is saved; Ctrl-C to stop.")
 @model_options
 def try_(constitution: str, prompt_texts: tuple[str, ...], principle: str | None,
-         compare: str | None,
-         model: str, critic_model: str | None, rounds: int, seed: int, watch: bool,
-         session: Any, templates: str | None) -> None:
+         compare: str | None, model: str, critic_model: str | None, rounds: int, seed: int,
+         watch: bool, session: Any, templates: str | None) -> None:
     """Show the initial answer, critique and revision for a prompt or a few, in seconds."""
     from cai.cli.views import show_try
     from cai.constitution import load_constitution
@@ -114,9 +113,7 @@ async def watch_files(job: Any, constitutions: list[str], templates: str | None)
     mistake is one error line, and the watch goes on."""
     import asyncio
 
-    from rich.markup import escape
-
-    from cai.cli.options import err
+    from cai.cli.options import show_error
     from cai.errors import CaiError
     from cai.paths import resolve_constitution
 
@@ -141,7 +138,7 @@ async def watch_files(job: Any, constitutions: list[str], templates: str | None)
             try:
                 await job()
             except CaiError as e:
-                err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+                show_error(e)
             console.print(f"[dim]watching {', '.join(map(str, files))}: save to run again, "
                           "Ctrl-C to stop[/]", highlight=False)
         await asyncio.sleep(0.25)

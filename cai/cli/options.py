@@ -19,6 +19,13 @@ console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
 
+
+def show_error(e: Exception) -> None:
+    """A problem the user can fix, as the one `error:` line the CLI gives it."""
+    from rich.markup import escape
+
+    err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+
 CONSTITUTION_HELP = ("Constitution YAML file, or the name of a shipped one (harmless, "
                      "helpful-honest).")
 SHARD = click.option("--shard", default=None, help="Take only the K-th of N slices of the input "
