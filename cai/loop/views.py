@@ -23,8 +23,14 @@ def _axes(title: str) -> tuple[Any, Any]:
     fig, ax = plt.subplots(figsize=(6.5, 2.4))
     ax.set_xlabel("iteration")
     ax.set_title(title, loc="left", fontsize=9)
-    ax.xaxis.get_major_locator().set_params(integer=True)
     return fig, ax
+
+
+def _iterations(ax: Any, xs: list[int]) -> None:
+    """A tick at each iteration and half a step of room each side: one iteration alone
+    otherwise gets an axis of fractions around it."""
+    ax.set_xticks(xs)
+    ax.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
 
 
 def wins(its: list[dict[str, Any]]) -> str:
@@ -33,9 +39,11 @@ def wins(its: list[dict[str, Any]]) -> str:
     ax.plot(xs, [i["win_rate_vs_current"] for i in its], "o-", color="#3b6ea8",
             label="against the current policy")
     ax.plot(xs, [i["win_rate_vs_start"] for i in its], "s--", color="#c98b2b",
-            label="against the start")
+            markerfacecolor="none", markersize=9, label="against the start")  # hollow: an
+    # equal rate against the current policy shows through it
     ax.axhline(0.5, color="#999999", linestyle=":", linewidth=1)
     ax.set_ylim(-0.03, 1.03)  # points at 0 and 1 drawn whole
+    _iterations(ax, xs)
     ax.legend(frameon=False, fontsize=8)
     return svg(fig)
 
@@ -50,6 +58,7 @@ def safety(report: dict[str, Any], its: list[dict[str, Any]]) -> str:
         ax.plot(xs, [y if y is not None else float("nan") for y in ys], "o-", label=label,
                 color=colour)
     ax.set_ylim(-0.03, 1.03)  # points at 0 and 1 drawn whole
+    _iterations(ax, xs)
     ax.legend(frameon=False, fontsize=8)
     return svg(fig)
 
@@ -59,5 +68,7 @@ def drift(report: dict[str, Any], its: list[dict[str, Any]]) -> str:
     xs = [0] + [i["iteration"] for i in its]
     ys = [report["start"].get("mean_length")] + [i["candidate"].get("mean_length") for i in its]
     ax.plot(xs, [y if y is not None else float("nan") for y in ys], "o-", color="#3b6ea8")
-    ax.set_ylim(bottom=0)
+    known = [y for y in ys if y is not None]
+    ax.set_ylim(0, 1.1 * max(known) if known and max(known) > 0 else 1)  # the top point whole
+    _iterations(ax, xs)
     return svg(fig)
