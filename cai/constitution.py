@@ -32,9 +32,9 @@ from typing import Any
 
 import yaml
 
-from cai.errors import CaiError, InputError, yaml_line
+from cai.errors import CaiError, InputError
 from cai.paths import resolve_constitution
-from cai.records import read_text
+from cai.yamlfile import parse_yaml, yaml_text
 
 TOP_KEYS = {"name", "version", "description", "system_prompt", "examples", "principles", "tags"}
 REQUIRED_TOP = ("name", "version", "description", "principles")
@@ -108,7 +108,7 @@ def load_constitution(path: str | Path) -> Constitution:
     `helpful-honest`); raise ConstitutionError listing every problem."""
     path = resolve_constitution(str(path))
     try:
-        text = read_text(path)
+        text = yaml_text(path)
     except InputError as e:
         raise ConstitutionError([str(e)]) from None
     return parse_constitution(text, str(path))
@@ -117,19 +117,10 @@ def load_constitution(path: str | Path) -> Constitution:
 def parse_constitution(text: str, source: str = "<string>") -> Constitution:
     checker = _Checker(source)
     try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as e:
-        line = yaml_line(e, text) or 1
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConstitutionError(
-            [f"{source}:{line}: invalid YAML: {problem}; check the indentation and quoting there"]
-        ) from None
-    if data is None:
+        data, node = parse_yaml(text, source)
+    except InputError as e:
+        raise ConstitutionError([str(e)]) from None
+    if data is None or node is None:
         raise ConstitutionError(
             [f"{source}:1: the file is empty; it needs name, version, description and principles"]
         )
@@ -162,7 +153,6 @@ class _Checker:
             self.add(node, "the top level must be a mapping with name, version, description "
                            "and principles")
             return None
-        self.duplicate_keys(node)
         nodes = _children(node)
         for key in data:
             if key not in TOP_KEYS:
@@ -195,20 +185,6 @@ class _Checker:
             sha256=content_hash(data),
             tags=tuple(tags),
         )
-
-    def duplicate_keys(self, node: yaml.Node) -> None:
-        """YAML keeps the last of two equal keys without a word; a user meant one of them."""
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for k, v in node.value:
-                if k.value in seen:
-                    self.add(k, f"key '{k.value}' appears twice in one mapping (first on line "
-                             f"{seen[k.value]}); keep one")
-                seen.setdefault(k.value, k.start_mark.line + 1)
-                self.duplicate_keys(v)
-        elif isinstance(node, yaml.SequenceNode):
-            for child in node.value:
-                self.duplicate_keys(child)
 
     def text(self, value: Any, node: yaml.Node | None, key: str, *, principle: str | None = None,
              optional: bool = False, allow_number: bool = False) -> str | None:

@@ -48,11 +48,19 @@ class Templates:
             text, filename, _ = self.env.loader.get_source(self.env, name + SUFFIX)  # type: ignore[union-attr]
         except jinja2.TemplateNotFound:
             raise CaiError(f"no template '{name}'; known: {', '.join(self.names())}") from None
+        except UnicodeDecodeError as e:
+            path = next(d / (name + SUFFIX) for d in self.dirs if (d / (name + SUFFIX)).is_file())
+            raise CaiError(f"{path}: not UTF-8 text (byte offset {e.start}); save the template "
+                           "as UTF-8") from None
         return text, str(filename)
 
     def variables(self, name: str) -> list[str]:
         """The variables a template takes, those of the partials it includes too."""
-        ast = self.env.parse(self.source(name)[0])
+        text, filename = self.source(name)
+        try:
+            ast = self.env.parse(text)
+        except jinja2.TemplateSyntaxError as e:
+            raise CaiError(f"{filename}:{e.lineno}: template syntax error: {e.message}") from None
         found = set(jinja2.meta.find_undeclared_variables(ast))
         for partial in jinja2.meta.find_referenced_templates(ast):
             if partial:

@@ -27,7 +27,7 @@ from cai.data.rows import Row
 from cai.errors import CaiError
 from cai.inputs import prompt_id
 from cai.models.client import Client
-from cai.records import read_jsonl, write_json, write_jsonl
+from cai.records import read_jsonl, read_text, write_json, write_jsonl
 from cai.stages.revise import step_seed
 from cai.stages.stage import SUMMARY, StageResult, run_stage
 from cai.templates import Templates
@@ -58,7 +58,7 @@ class Request:
 def read_topics(path: str | Path | None) -> list[str]:
     """Topics for helpful requests, one a line ('#' starts a comment)."""
     source = Path(path) if path else DEFAULT_TOPICS
-    topics = [t.split("#")[0].strip() for t in source.read_text(encoding="utf-8").splitlines()]
+    topics = [t.split("#")[0].strip() for t in read_text(source).splitlines()]
     topics = [t for t in topics if t]
     if not topics:
         raise CaiError(f"{source}: no topics; write one topic a line")

@@ -15,8 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cai.errors import CaiError, InputError, yaml_line
-from cai.records import read_text
+from cai.errors import CaiError, InputError
+from cai.yamlfile import read_yaml
 
 
 class _Strict(BaseModel):
@@ -105,19 +105,14 @@ def read_loop_config(path: str | Path) -> tuple[LoopConfig, dict[str, Any]]:
     if not path.is_file():
         raise InputError(path, None, "loop config not found; start from "
                          "examples/overnight-local.yaml")
-    text = read_text(path)
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise InputError(path, yaml_line(e, text),
-                         f"not valid YAML: {getattr(e, 'problem', e)}") from None
+    data, root = read_yaml(path)
     if not isinstance(data, dict):
         raise InputError(path, 1, "the config is a mapping of keys (policy, prompts, ...)")
     try:
         config = LoopConfig.model_validate(data)
     except ValidationError as e:
         raise CaiError("\n".join(_problem(path, root, err) for err in e.errors())) from None
+    check_files(config, path, root)
     return config, data
 
 
@@ -157,3 +152,34 @@ def _line(node: Any, loc: tuple[Any, ...]) -> int:
 def config_hash(data: dict[str, Any]) -> str:
     """The config's content hash, layout and comments aside."""
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def check_files(config: LoopConfig, path: Path, root: Any) -> None:
+    """The files the config names, read and checked now, before the run folder is written:
+    a mistake in one is found at once, not hours into the run."""
+    from cai.constitution import load_constitution
+    from cai.evals.suites import read_suite
+    from cai.inputs import read_prompts
+    from cai.paths import resolve_constitution
+    from cai.training.config import TrainConfig, check_config
+
+    base = path.resolve().parent
+
+    def here(value: str) -> Path:  # a path in the config is relative to the config's folder
+        return Path(value) if Path(value).is_absolute() else base / value
+
+    if config.prompts.file is not None:
+        read_prompts(here(config.prompts.file))
+    if config.evaluation.suite != "default":
+        read_suite(here(config.evaluation.suite))
+    c = config.constitution
+    load_constitution(here(c) if c.endswith((".yaml", ".yml")) else resolve_constitution(c))
+    t = config.training
+    if t.accelerate is not None and not here(t.accelerate).is_file():
+        raise InputError(path, _line(root, ("training", "accelerate")),
+                         f"training.accelerate: {here(t.accelerate)} not found; give an "
+                         "accelerate config file, or remove the line")
+    if t.trl:
+        lines: dict[tuple[str, ...], int] = {("trl", k): _line(root, ("training", "trl", k))
+                                             for k in t.trl}
+        check_config(t.method.split("+"), TrainConfig(trl=dict(t.trl), path=path, lines=lines))

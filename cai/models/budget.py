@@ -12,11 +12,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from cai.errors import CaiError, InputError
 from cai.models.registry import parse_spec
 from cai.records import read_text
+from cai.yamlfile import read_yaml
 
 # model name -> (input, output) USD per 1M tokens; a prefix matches dated versions too.
 PRICES: dict[str, tuple[float, float]] = {
@@ -39,15 +38,19 @@ def load_prices(path: str | Path | None) -> dict[str, tuple[float, float]]:
     if path is None:
         return table
     path = Path(path)
-    try:
-        data = (json.loads if path.suffix == ".json" else yaml.safe_load)(read_text(path))
-    except (ValueError, yaml.YAMLError) as e:
-        raise InputError(path, None, f"cannot read the price table ({e})") from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(read_text(path))
+        except (ValueError, RecursionError) as e:
+            raise InputError(path, None, f"cannot read the price table ({e})") from None
+    else:
+        data = read_yaml(path)[0]
     if not isinstance(data, dict):
         raise InputError(path, 1, "expected a mapping of model: {input: X, output: Y}")
     for model, p in data.items():
         if not (isinstance(p, dict) and {"input", "output"} <= set(p)
-                and all(isinstance(p[k], (int, float)) for k in ("input", "output"))):
+                and all(isinstance(p[k], (int, float)) and not isinstance(p[k], bool)
+                        and 0 <= p[k] < 1e6 for k in ("input", "output"))):
             raise InputError(path, None, f"model '{model}': give input and output prices in "
                              "USD per million tokens, e.g. {input: 0.15, output: 0.6}")
         table[str(model)] = (float(p["input"]), float(p["output"]))

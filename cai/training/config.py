@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from cai.errors import InputError, yaml_line
-from cai.records import read_text
+from cai.errors import InputError
+from cai.schema import kind as kind_of
+from cai.yamlfile import read_yaml
 
 LEARNING_RATES = {("sft", False): 2e-5, ("sft", True): 2e-4, ("dpo", False): 1e-6,
                   ("dpo", True): 1e-5, ("reward", False): 1e-5, ("reward", True): 1e-4,
@@ -25,6 +30,21 @@ LORA_DEFAULTS = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_module
 SECTIONS = {"trl": "TRL's config for the command", "lora": "peft's LoraConfig"}
 
 
+# Ranges for the settings people change most; a value outside one fails late, or trains on
+# nonsense (a negative learning rate ascends the loss). Types come from TRL's and peft's own
+# dataclasses.
+RANGES: dict[str, dict[str, Any]] = {
+    "learning_rate": {"gt": 0, "le": 1}, "num_train_epochs": {"gt": 0}, "max_steps": {"ge": -1},
+    "per_device_train_batch_size": {"ge": 1}, "per_device_eval_batch_size": {"ge": 1},
+    "gradient_accumulation_steps": {"ge": 1}, "warmup_ratio": {"ge": 0, "le": 1},
+    "warmup_steps": {"ge": 0}, "weight_decay": {"ge": 0}, "max_grad_norm": {"ge": 0},
+    "logging_steps": {"gt": 0}, "save_steps": {"gt": 0}, "eval_steps": {"gt": 0},
+    "beta": {"ge": 0}, "max_length": {"ge": 1}, "max_prompt_length": {"ge": 1},
+    "max_completion_length": {"ge": 1}, "num_generations": {"ge": 2}, "temperature": {"ge": 0},
+    "r": {"ge": 1}, "lora_alpha": {"gt": 0}, "lora_dropout": {"ge": 0, "lt": 1},
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The `trl:` and `lora:` mappings of a training config file, and where each key is."""
@@ -34,37 +54,57 @@ class TrainConfig:
     path: Path | None = None
     lines: dict[tuple[str, ...], int] = field(default_factory=dict)
 
-    def check(self, section: str, known: set[str], target: str) -> None:
-        """Reject a key `target` does not take, naming the file, line and key."""
-        for key in getattr(self, section):
-            if key not in known:
-                raise InputError(self.path or "config", self.lines.get((section, key)),
-                                 f"{section}: unknown key '{key}': {target} has no such field")
+    def check(self, section: str, target: type) -> None:
+        """Reject a key the dataclass `target` does not take, or a value of another type or
+        out of range, naming the file, line and key."""
+        where = self.path or "config"
+        model = _schema(target)
+        values = getattr(self, section)
+        for key in values:
+            if key not in model.model_fields:
+                raise InputError(where, self.lines.get((section, key)),
+                                 f"{section}: unknown key '{key}': {target.__name__} has no "
+                                 "such field")
+        try:
+            model.model_validate(values)
+        except ValidationError as e:
+            err = e.errors(include_url=False)[0]
+            key = str(err["loc"][0])
+            raise InputError(where, self.lines.get((section, key)),
+                             f"{section}: {key}: {err['msg'][0].lower()}{err['msg'][1:]}, found "
+                             f"{kind_of(values.get(key))}") from None
+
+
+@cache
+def _schema(target: type) -> type[BaseModel]:
+    """A strict pydantic model of a config dataclass: each field's own type, and its range."""
+    hints = typing.get_type_hints(target)
+    fields: dict[str, Any] = {
+        f.name: (Annotated[hints.get(f.name, Any), Field(**RANGES.get(f.name, {}))], None)
+        for f in dataclasses.fields(target)}
+    return create_model(target.__name__, __config__=ConfigDict(
+        strict=True, extra="forbid", arbitrary_types_allowed=True), **fields)
 
 
 def read_config(path: Path | None) -> TrainConfig:
     if path is None:
         return TrainConfig()
-    text = read_text(path)
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise InputError(path, yaml_line(e, text), f"not valid YAML: {e}") from None
-    lines = key_lines(text)
+    data, root = read_yaml(path)
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise InputError(path, None, "expected a mapping with `trl:` and `lora:`")
+    lines = key_lines(root)
     for key, value in data.items():
         if key not in SECTIONS:
             known = "; ".join(f"`{k}:` ({v})" for k, v in SECTIONS.items())
             raise InputError(path, lines.get((key,)), f"unknown key '{key}'; use {known}")
-        if not isinstance(value, dict):
+        if value is not None and not isinstance(value, dict):
             raise InputError(path, lines.get((key,)), f"`{key}:` must be a mapping of settings")
     return TrainConfig(dict(data.get("trl") or {}), dict(data.get("lora") or {}), path, lines)
 
 
-def key_lines(text: str) -> dict[tuple[str, ...], int]:
+def key_lines(root: yaml.Node | None) -> dict[tuple[str, ...], int]:
     """The line of each key in the top two levels of a YAML mapping."""
-    root = yaml.compose(text)
     lines: dict[tuple[str, ...], int] = {}
     if isinstance(root, yaml.MappingNode):
         for key, value in root.value:
@@ -89,14 +129,29 @@ def default_settings(kind: str, out: Path, lora: bool, gpu: bool) -> dict[str, A
     }
 
 
+def trl_class(kind: str) -> type:
+    """TRL's config class for a kind of training."""
+    from trl import DPOConfig, GRPOConfig, RewardConfig, SFTConfig
+
+    return {"sft": SFTConfig, "dpo": DPOConfig, "reward": RewardConfig, "grpo": GRPOConfig}[kind]
+
+
+def check_config(kinds: Sequence[str], config: TrainConfig) -> None:
+    """Check a config's `trl:` and `lora:` settings against TRL's and peft's classes, without
+    building either: at the edge, before any model loads."""
+    from peft import LoraConfig
+
+    for kind in kinds:
+        config.check("trl", trl_class(kind))
+    config.check("lora", LoraConfig)
+
+
 def trl_args(kind: str, out: Path, lora: bool, config: TrainConfig) -> tuple[Any, dict]:
     """TRL's config for `kind`: our defaults, then the file's `trl:` mapping as it stands."""
     import torch
-    from trl import DPOConfig, GRPOConfig, RewardConfig, SFTConfig
 
-    cls = {"sft": SFTConfig, "dpo": DPOConfig, "reward": RewardConfig, "grpo": GRPOConfig}[kind]
-    known = {f.name for f in dataclasses.fields(cls)}
-    config.check("trl", known, cls.__name__)
+    cls = trl_class(kind)
+    config.check("trl", cls)
     if "output_dir" in config.trl:  # the model, card and summary must land in one folder
         raise InputError(config.path or "config", config.lines.get(("trl", "output_dir")),
                          "trl: output_dir is set by --out; remove it here")
@@ -104,7 +159,8 @@ def trl_args(kind: str, out: Path, lora: bool, config: TrainConfig) -> tuple[Any
     checkpointing = {"gradient_checkpointing", "activation_checkpointing"}
     if checkpointing & config.trl.keys():  # the file's choice, under either name, stands
         defaults.pop("gradient_checkpointing")
-    elif "activation_checkpointing" in known:  # transformers 5.2x's name; the old one warns
+    elif "activation_checkpointing" in _schema(cls).model_fields:  # transformers 5.2x's name
+        # (the old one warns)
         defaults["activation_checkpointing"] = defaults.pop("gradient_checkpointing")
     settings = {**defaults, **config.trl}
     if settings.get("use_liger_kernel") and importlib.util.find_spec("liger_kernel") is None:
@@ -120,7 +176,7 @@ def trl_args(kind: str, out: Path, lora: bool, config: TrainConfig) -> tuple[Any
 def lora_config(kind: str, config: TrainConfig) -> tuple[Any, dict]:
     from peft import LoraConfig
 
-    config.check("lora", {f.name for f in dataclasses.fields(LoraConfig)}, "LoraConfig")
+    config.check("lora", LoraConfig)
     # A reward model's score head is new, so SEQ_CLS trains it in full beside the adapters.
     task = "SEQ_CLS" if kind == "reward" else "CAUSAL_LM"
     settings = {**LORA_DEFAULTS, "task_type": task, **config.lora}
