@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
+
+from pydantic import Field, model_validator
 
 from cai.chat import Message
 from cai.errors import InputError
-from cai.records import numbered_jsonl, prompt_hash, read_text
+from cai.records import prompt_hash, read_text
+from cai.schema import (
+    ID,
+    MESSAGES,
+    PROMPT,
+    TEXT,
+    Conversation,
+    Id,
+    Prompt,
+    Row,
+    check_row,
+    checked_jsonl,
+    numbered_csv,
+)
 
 
 @dataclass(frozen=True)
@@ -20,6 +33,7 @@ class PromptItem:
     line: int
     kind: str | None = None  # what an evaluation suite expects: safe, unsafe, helpful, ...
     category: str | None = None
+    reference: str | None = None  # a reference answer, where the file gives one
 
     @property
     def text(self) -> str:
@@ -58,59 +72,57 @@ def read_prompts(path: str | Path, limit: int | None = None) -> list[PromptItem]
     return unique[:limit] if limit else unique
 
 
-def _item(path: Path, line: int, messages: list[Message], given_id: Any = None,
-          row: dict[str, Any] | None = None) -> PromptItem:
+class PromptRow(Row):
+    """A line of a JSONL prompt file, or a row of a CSV one."""
+
+    fix: ClassVar[str] = 'give each line a "prompt" string or a "messages" list'
+    prompt: Prompt | None = Field(None, description=PROMPT)
+    messages: Conversation | None = Field(None, description=MESSAGES)
+    id: Id | None = Field(None, description=ID)
+    kind: str | None = Field(None, description=TEXT)  # what a suite expects of the answer
+    category: str | None = Field(None, description=TEXT)
+    reference: str | None = Field(None, description=TEXT)  # for GRPO's reference reward
+
+    @model_validator(mode="after")
+    def has_prompt(self) -> PromptRow:
+        if self.prompt is None and self.messages is None:
+            keys = ", ".join(self.model_extra or {}) or "none"
+            raise ValueError(f"no 'prompt' text (keys found: {keys})")
+        return self
+
+    def conversation(self) -> list[Message]:
+        raw = self.messages if self.messages is not None else self.prompt
+        if isinstance(raw, str):
+            return [Message("user", raw)]
+        return [Message(m["role"], m["content"]) for m in raw or []]
+
+
+def _item(path: Path, line: int, row: PromptRow) -> PromptItem:
+    messages = row.conversation()
     if not messages or messages[-1].role != "user":
         raise InputError(path, line, "the conversation must end with a user message")
     if not messages[-1].content.strip():
         raise InputError(path, line, "the prompt is empty; write the prompt or remove the line")
     msgs = tuple(messages)
-    row = row or {}
-    return PromptItem(str(given_id) if given_id not in (None, "") else prompt_id(msgs), msgs, line,
-                      _text_or_none(row.get("kind")), _text_or_none(row.get("category")))
+    given = row.id if row.id not in (None, "") else None
+    return PromptItem(given or prompt_id(msgs), msgs, line, _text_or_none(row.kind),
+                      _text_or_none(row.category), row.reference or None)
 
 
-def _text_or_none(value: Any) -> str | None:
-    return str(value).strip() or None if value not in (None, "") else None
+def _text_or_none(value: str | None) -> str | None:
+    return value.strip() or None if value else None
 
 
 def _jsonl(path: Path) -> list[PromptItem]:
-    return [_item(path, line, _messages(path, line, record), record.get("id"), record)
-            for line, record in numbered_jsonl(path)]
-
-
-def _messages(path: Path, line: int, record: dict[str, Any]) -> list[Message]:
-    if "messages" in record or isinstance(record.get("prompt"), list):
-        raw = record.get("messages", record.get("prompt"))
-        if not isinstance(raw, list) or not all(
-            isinstance(m, dict) and isinstance(m.get("role"), str)
-            and isinstance(m.get("content"), str) for m in raw
-        ):
-            raise InputError(path, line, "'messages' must be a list of "
-                             '{"role": "user", "content": "..."} objects')
-        return [Message(m["role"], m["content"]) for m in raw]
-    prompt = record.get("prompt")
-    if not isinstance(prompt, str):
-        keys = ", ".join(record) or "none"
-        raise InputError(path, line, f"no 'prompt' text (keys found: {keys}); give each line "
-                         "a 'prompt' string or a 'messages' list")
-    return [Message("user", prompt)]
+    return [_item(path, line, row) for line, row in checked_jsonl(path, PromptRow)]
 
 
 def _csv(path: Path) -> list[PromptItem]:
-    with io.StringIO(read_text(path), newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or "prompt" not in reader.fieldnames:
-            raise InputError(path, 1, f"no 'prompt' column (columns: "
-                             f"{', '.join(reader.fieldnames or [])}); name the column 'prompt'")
-        return [
-            _item(path, reader.line_num, [Message("user", row["prompt"] or "")], row.get("id"),
-                  row)
-            for row in reader
-        ]
+    return [_item(path, line, check_row(path, line, row, PromptRow))
+            for line, row in numbered_csv(path, ["prompt"], "name the column 'prompt'")]
 
 
 def _text(path: Path) -> list[PromptItem]:
     lines = read_text(path).splitlines()
-    return [_item(path, n, [Message("user", t.strip())]) for n, t in enumerate(lines, 1)
-            if t.strip()]
+    return [_item(path, n, PromptRow.model_validate({"prompt": t.strip()}))
+            for n, t in enumerate(lines, 1) if t.strip()]

@@ -6,9 +6,12 @@ again cuts it off, so every file is whole lines of JSON and a rerun can skip the
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
+import math
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,12 +27,19 @@ class JsonlWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         repair(self.path)
-        self._file = self.path.open("a", encoding="utf-8")
+        self._file = self.path.open("ab", buffering=0)  # unbuffered: each line is on disk
 
     def write(self, record: dict[str, Any]) -> None:
         # One write call per line: a kill leaves a partial line at worst, never two merged.
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
+        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        size = self._file.tell()
+        try:
+            written = 0
+            while written < len(data):
+                written += self._file.write(data[written:]) or 0
+        except OSError as e:  # a full disk: cut the part of the line that went, then say so
+            self._file.truncate(size)
+            raise OSError(e.errno, e.strerror, str(self.path)) from None
 
     def close(self) -> None:
         self._file.close()
@@ -59,22 +69,41 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
         yield record
 
 
+MAX_LINE = 8_000_000  # bytes; no record needs more, and a longer line is a wrong file
+
+
 def read_text(path: str | Path) -> str:
-    """A text file that must be UTF-8; if it is not, the error names the line and byte."""
+    """A text file that must be UTF-8 (a BOM is dropped); if it is not, or it holds binary
+    data or a line over 8 MB, the error names the line."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise InputError(path, None, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, None, "this is a folder; give a file") from None
     except OSError as e:
         raise InputError(path, None, f"cannot read the file ({e.strerror})") from None
+    data = data.removeprefix(codecs.BOM_UTF8)
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise InputError(path, line, f"not UTF-8 text: byte 0x{data[e.start]:02x} at byte "
                          f"offset {e.start}; save the file as UTF-8 (e.g. `iconv -f latin1 "
                          f"-t utf-8`)") from None
+    if (nul := data.find(b"\0")) >= 0:
+        raise InputError(path, data.count(b"\n", 0, nul) + 1, "binary data (a NUL byte at "
+                         f"byte offset {nul}), not text; give a text file")
+    if len(data) > MAX_LINE:  # only then can a line be too long
+        start = 0
+        for end in (*(m.start() for m in re.finditer(b"\n", data)), len(data)):
+            if end - start > MAX_LINE:
+                raise InputError(path, data.count(b"\n", 0, start) + 1, f"a line of "
+                                 f"{end - start:,} bytes, over the {MAX_LINE:,} a record may "
+                                 "have; is it the right file?")
+            start = end + 1
+    return text
 
 
 def numbered_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -83,15 +112,74 @@ def numbered_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for line_no, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(path, line_no, f"not valid JSON ({e.msg}); fix or remove "
-                             "that line") from None
-        if not isinstance(record, dict):
-            raise InputError(path, line_no, 'each line must be an object such as '
-                             '{"prompt": "..."}')
-        yield line_no, record
+        yield line_no, json_object(path, line_no, line)
+
+
+def json_object(path: Path, line_no: int, line: str) -> dict[str, Any]:
+    """One line of JSONL, read strictly: an object, no key twice, finite numbers only."""
+    try:
+        record = _DECODER.decode(line)
+    except json.JSONDecodeError as e:
+        raise InputError(path, line_no, f"not valid JSON ({e.msg}); fix or remove "
+                         "that line") from None
+    except RecursionError:
+        raise InputError(path, line_no, "nested too deeply to read; fix or remove that "
+                         "line") from None
+    except _Refused as e:
+        raise InputError(path, line_no, str(e)) from None
+    except ValueError:  # Python's limit of 4,300 digits for an integer
+        raise InputError(path, line_no, "a number too long to read; fix or remove that "
+                         "line") from None
+    if not isinstance(record, dict):
+        raise InputError(path, line_no, 'each line must be an object such as '
+                         '{"prompt": "..."}')
+    return record
+
+
+class _Refused(ValueError):
+    pass
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        twice = next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i]))
+        raise _Refused(f"key '{twice}' appears twice in one object; keep one")
+    return record
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"the number {text[:24]} is too large; write a finite number")
+    return value
+
+
+def _constant(name: str) -> float:
+    raise _Refused(f"{name} is not a number JSON has; write a number or null")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_float=_number,
+                            parse_constant=_constant)
+
+
+STATE_FIX = "use another --out, or --overwrite to clear the folder and start again"
+
+
+def read_json(path: str | Path, fix: str = STATE_FIX) -> Any:
+    """A JSON file cai wrote for itself (settings.json, shard.json, a summary): one cut short
+    or edited by hand is one error naming it, with the way out."""
+    path = Path(path)
+    try:
+        return json.loads(read_text(path))
+    except RecursionError:
+        problem = "nested too deeply"
+    except ValueError as e:
+        problem = getattr(e, "msg", None) or str(e)
+    except InputError as e:
+        problem = e.message
+    raise InputError(path, None, f"cannot be read ({problem}); cai writes this file for itself, "
+                     f"and it was cut short or changed. {fix[0].upper()}{fix[1:]}")
 
 
 def done_ids(path: str | Path) -> set[str]:
@@ -143,11 +231,16 @@ def write_json(path: str | Path, data: Any) -> None:
 
 
 def _replace(path: Path, text: str) -> None:
-    """Write through a temporary file renamed over the target: a kill leaves old or new."""
+    """Write through a temporary file renamed over the target: a kill, or a full disk, leaves
+    the old file or the new, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(path)) from None
 
 
 def conversation_of(prompt: Any) -> tuple[Message, ...]:

@@ -39,7 +39,10 @@ def test_shipped_examples_read():
         ("p.jsonl", '{"prompt": "ok"}\n{"text": "x"}\n',
          "p.jsonl:2: no 'prompt' text (keys found: text)"),
         ("p.jsonl", '["a"]\n', "p.jsonl:1: each line must be an object"),
-        ("p.jsonl", '{"messages": [{"role": "user"}]}\n', "p.jsonl:1: 'messages' must be a list"),
+        ("p.jsonl", '{"messages": [{"role": "user"}]}\n',
+         "p.jsonl:1: messages[0].content: missing"),
+        ("p.jsonl", '{"prompt": 17}\n', "p.jsonl:1: prompt: expected text or a list of {role, "
+         "content} messages, found a number (17)"),
         ("p.jsonl", '{"messages": [{"role": "assistant", "content": "x"}]}\n',
          "p.jsonl:1: the conversation must end with a user message"),
         ("p.jsonl", '{"prompt": "  "}\n', "p.jsonl:1: the prompt is empty"),

@@ -22,13 +22,18 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field
 
 from cai.constitution import Constitution
 from cai.data.dedup import find_duplicates
 from cai.data.rows import Row
-from cai.errors import CaiError
-from cai.records import read_jsonl, reply_text, write_json
+from cai.errors import CaiError, InputError
+from cai.folders import MADE_BY
+from cai.records import numbered_jsonl, read_json, reply_text, write_json
+from cai.schema import PROMPT, Prompt, Reply, check_row, checked_jsonl
+from cai.schema import Row as Schema
 from cai.stages.pairs import pair_figures
 
 # The data files a folder may hold, the config each goes in, and its split there. Files of
@@ -44,10 +49,21 @@ NEAR_DUPLICATE = 0.8
 REFUSAL_LEVEL = {"none": 0, "partial": 1, "full": 2}
 
 
+class DataRow(Schema):
+    """A record of a data file the card describes: the fields it reads from each."""
+
+    prompt: Prompt | None = Field(None, description=PROMPT)
+    completion: Reply | None = Field(None, description=PROMPT)
+    chosen: Reply | None = Field(None, description=PROMPT)
+    rejected: Reply | None = Field(None, description=PROMPT)
+    responses: list[Reply] | None = Field(None, description="a list of replies")
+
+
 def data_files(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    """The data files in `folder` that hold rows, read."""
-    found = {name: list(read_jsonl(folder / name)) for name in DATA_FILES
-             if (folder / name).is_file()}
+    """The data files in `folder` that hold rows, read and checked."""
+    found = {name: [r for line, r in numbered_jsonl(path)
+                    if check_row(path, line, r, DataRow)]
+             for name in DATA_FILES if (path := folder / name).is_file()}
     found = {name: rows for name, rows in found.items() if rows}
     if not found:
         names = ", ".join(DATA_FILES)
@@ -210,13 +226,21 @@ def judge_warnings(c: dict[str, Any] | None) -> list[str]:
 def provenance(folder: Path) -> dict[str, Any]:
     """What made the folder: its stages' settings, and the commands run in it."""
     settings_path = folder / "settings.json"
-    settings = json.loads(settings_path.read_text(encoding="utf-8")) \
-        if settings_path.is_file() else {}
+    settings = read_json(settings_path) if settings_path.is_file() else {}
+    settings = {k: v for k, v in settings.items() if k != MADE_BY}  # the stages' own
     return {"stages": settings, "commands": command_history(folder),
             "models": _models(settings),
             "templates": _templates(settings),
             "constitutions": list({json.dumps(c, sort_keys=True): c for c in _found(
                 settings, ("constitution",), dicts=True)}.values())}
+
+
+class CommandRow(Schema):
+    """A line of command_log.jsonl, which every command appends to its folder."""
+
+    fix: ClassVar[str] = "command_log.jsonl is written by cai; restore or remove that line"
+    command: str = Field(description="the command line, as text")
+    cwd: str | None = Field(None, description="a folder, as text")
 
 
 def command_history(folder: Path, seen: set[Path] | None = None) -> list[str]:
@@ -229,14 +253,19 @@ def command_history(folder: Path, seen: set[Path] | None = None) -> list[str]:
     seen.add(folder.resolve())
     log = folder / "command_log.jsonl"
     commands: list[str] = []
-    for record in read_jsonl(log) if log.is_file() else []:
-        where = Path(record.get("cwd") or ".")
-        for word in shlex.split(record["command"])[1:]:
+    for _, record in checked_jsonl(log, CommandRow) if log.is_file() else []:
+        where = Path(record.cwd or ".")
+        try:
+            words = shlex.split(record.command)[1:]
+        except ValueError as e:  # an unclosed quote
+            raise InputError(log, None, f"command: {e} in {record.command[:60]!r}; "
+                             f"{CommandRow.fix}") from None
+        for word in words:
             path = where / word
             source = (path if path.is_dir() else path.parent).resolve()
             if path.exists() and source not in seen and (source / log.name).is_file():
                 commands += command_history(source, seen)
-        commands.append(record["command"])
+        commands.append(record.command)
     return list(dict.fromkeys(commands))
 
 

@@ -7,14 +7,13 @@ contents of its messages when it is a conversation (TRL's `prompt`).
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cai.errors import InputError
 from cai.records import numbered_jsonl, read_text
+from cai.schema import ID, PROMPT, kind, numbered_csv
 
 
 @dataclass(frozen=True)
@@ -31,29 +30,35 @@ def read_rows(path: str | Path, field: str = "prompt") -> list[Row]:
     if suffix in (".jsonl", ".json"):
         raw = list(numbered_jsonl(path))
     elif suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
-        if not reader.fieldnames or field not in reader.fieldnames:
-            raise InputError(path, 1, f"no '{field}' column (columns: "
-                             f"{', '.join(reader.fieldnames or [])}); pick one with --field")
-        raw = [(n + 2, dict(r)) for n, r in enumerate(reader)]
+        raw = list(numbered_csv(path, [field], "pick one with --field"))
     else:
         raw = [(n, {field: t.strip()}) for n, t in enumerate(read_text(path).splitlines(), 1)
                if t.strip()]
-    rows = [Row(line, str(r.get("id") or f"line-{line}"), _text(path, line, r, field), r)
-            for line, r in raw]
+    rows = [Row(line, _id(path, line, r), _text(path, line, r, field), r) for line, r in raw]
     if not rows:
         raise InputError(path, None, "no rows in the file")
     return rows
 
 
+def _id(path: Path, line: int, record: dict[str, Any]) -> str:
+    value = record.get("id")
+    if isinstance(value, bool) or not isinstance(value, (str, int, type(None))):
+        raise InputError(path, line, f"id: expected {ID}, found {kind(value)}; fix that id")
+    return str(value or f"line-{line}")
+
+
 def _text(path: Path, line: int, record: dict[str, Any], field: str) -> str:
     value = record.get(field)
     if value is None and field == "prompt" and "messages" in record:
-        value = record["messages"]
+        field, value = "messages", record["messages"]
     if isinstance(value, str):
         return value
-    if isinstance(value, list) and all(isinstance(m, dict) and "content" in m for m in value):
-        return "\n".join(str(m["content"]) for m in value)
-    keys = ", ".join(record) or "none"
-    raise InputError(path, line, f"no '{field}' text (keys found: {keys}); pick the field to "
-                     "compare with --field")
+    if isinstance(value, list) and value and all(
+            isinstance(m, dict) and isinstance(m.get("content"), str) for m in value):
+        return "\n".join(m["content"] for m in value)
+    if value is None:
+        keys = ", ".join(record) or "none"
+        raise InputError(path, line, f"no '{field}' text (keys found: {keys}); pick the field "
+                         "to compare with --field")
+    raise InputError(path, line, f"{field}: expected {PROMPT}, found {kind(value)}; pick the "
+                     "field to compare with --field")

@@ -13,12 +13,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field
 
 from cai.chat import Message, messages_to_dicts
 from cai.errors import InputError
 from cai.inputs import prompt_id
 from cai.records import conversation_of, read_jsonl, reply_text, write_json
+from cai.schema import ID, PROMPT, Id, Prompt, Reply, Row, checked_jsonl
 from cai.stages.judge import Judge
 from cai.stages.stage import StageResult, run_stage
 
@@ -54,24 +57,37 @@ def split_hh(transcript: str) -> tuple[tuple[Message, ...], str]:
     return tuple(turns), reply.strip()
 
 
+class GoldRow(Row):
+    """A line of human-labelled pairs: TRL's prompt/chosen/rejected, or HH transcripts (the
+    whole conversation in each of chosen and rejected, and no prompt)."""
+
+    fix: ClassVar[str] = ("give TRL preference fields (prompt, chosen, rejected) or HH "
+                          "transcripts (chosen, rejected)")
+    prompt: Prompt | None = Field(None, description=PROMPT)
+    chosen: Reply = Field(description=PROMPT)
+    rejected: Reply = Field(description=PROMPT)
+    id: Id | None = Field(None, description=ID)
+
+
 def read_gold(path: Path) -> list[GoldPair]:
     """Human-labelled pairs from TRL preference JSONL or the HH transcript format."""
     pairs = []
-    for line, r in enumerate(read_jsonl(path), start=1):
+    for line, r in checked_jsonl(path, GoldRow):
         try:
-            if "prompt" in r:
-                messages = conversation_of(r["prompt"])
-                chosen, rejected = reply_text(r["chosen"]), reply_text(r["rejected"])
-            else:
-                messages, chosen = split_hh(r["chosen"])
-                other, rejected = split_hh(r["rejected"])
+            if r.prompt is not None:
+                messages = conversation_of(r.prompt)
+                chosen, rejected = reply_text(r.chosen), reply_text(r.rejected)
+            elif isinstance(r.chosen, str) and isinstance(r.rejected, str):
+                messages, chosen = split_hh(r.chosen)
+                other, rejected = split_hh(r.rejected)
                 if other != messages:
                     raise ValueError("'chosen' and 'rejected' differ before the last reply")
-        except (KeyError, TypeError, ValueError) as e:
-            raise InputError(path, line, f"expected TRL preference fields (prompt, chosen, "
-                             f"rejected) or HH transcripts (chosen, rejected); {e}") from None
-        pairs.append(GoldPair(str(r.get("id") or f"{prompt_id(messages)}-{line}"), messages,
-                              chosen, rejected))
+            else:
+                raise ValueError("HH transcripts are text")
+        except ValueError as e:
+            raise InputError(path, line, f"{e}; {GoldRow.fix}") from None
+        pairs.append(GoldPair(r.id or f"{prompt_id(messages)}-{line}", messages, chosen,
+                              rejected))
     if not pairs:
         raise InputError(path, None, "no pairs in the file")
     return pairs

@@ -16,10 +16,24 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from cai.errors import CaiError
+from pydantic import Field, model_validator
+
+from cai.errors import CaiError, InputError
 from cai.records import numbered_jsonl, reply_text
+from cai.schema import (
+    ID,
+    PROMPT,
+    TEXT,
+    Id,
+    Probability,
+    Prompt,
+    Reply,
+    Row,
+    check_row,
+    checked_jsonl,
+)
 
 FOLDER_FILES = ("prefs.jsonl", "low_margin.jsonl", "unjudged.jsonl")
 CHOICES = ("a", "b", "tie", "skip")
@@ -76,25 +90,42 @@ def read_pairs(target: str | Path) -> list[Pair]:
     return list(found.values())
 
 
-def _pair(path: Path, line: int, r: dict[str, Any]) -> Pair | None:
-    prompt = r.get("prompt")
-    if isinstance(prompt, str):
-        prompt = [{"role": "user", "content": prompt}]
-    if not isinstance(prompt, list):
+class PairRow(Row):
+    """A line of a file under review: a TRL preference pair (judged or not), or a judge's
+    unjudged row (its `responses` and the `pair` of them it could not decide)."""
+
+    fix: ClassVar[str] = "give TRL preference rows (prompt, chosen, rejected)"
+    prompt: Prompt | None = Field(None, description=PROMPT)
+    chosen: Reply | None = Field(None, description=PROMPT)
+    rejected: Reply | None = Field(None, description=PROMPT)
+    responses: list[str] | None = Field(None, description="a list of texts")
+    pair: list[int] | None = Field(None, min_length=2, max_length=2,
+                                   description="two indexes, e.g. [0, 1]")
+    soft_label: Probability | None = Field(None, description="a number from 0 to 1")
+    pair_id: Id | None = Field(None, description=ID)
+    id: Id | None = Field(None, description=ID)
+    principles: list[str] | None = Field(None, description="a list of principle ids")
+
+
+def _pair(path: Path, line: int, record: dict[str, Any]) -> Pair | None:
+    r = check_row(path, line, record, PairRow)
+    if r.prompt is None:
         return None
-    if "chosen" in r and "rejected" in r:
-        x, y = reply_text(r["chosen"]), reply_text(r["rejected"])
-        judge_x = r.get("soft_label") if "margin" in r else None  # judged pairs only
-    elif "responses" in r and "pair" in r:  # unjudged: the judge could not decide
-        i, j = r["pair"]
-        x, y, judge_x = str(r["responses"][i]), str(r["responses"][j]), None
+    prompt = [{"role": "user", "content": r.prompt}] if isinstance(r.prompt, str) \
+        else [{"role": m["role"], "content": m["content"]} for m in r.prompt]
+    if r.chosen is not None and r.rejected is not None:
+        x, y = reply_text(r.chosen), reply_text(r.rejected)
+        judge_x = r.soft_label if "margin" in record else None  # judged pairs only
+    elif r.responses is not None and r.pair is not None:  # unjudged: the judge could not decide
+        i, j = r.pair
+        if not (0 <= i < len(r.responses) and 0 <= j < len(r.responses)):
+            raise InputError(path, line, f"pair: {list(r.pair)} is not two of the "
+                             f"{len(r.responses)} responses; {PairRow.fix}")
+        x, y, judge_x = r.responses[i], r.responses[j], None
     else:
         return None
-    pid = str(r.get("pair_id") or r.get("id") or "")
-    if not pid:
-        pid = hashlib.sha256(json.dumps([prompt, x, y]).encode()).hexdigest()[:16]
-    return Pair(pid, prompt, x, y, judge_x, tuple(r.get("principles") or ()),
-                f"{path.name}:{line}")
+    pid = r.pair_id or r.id or hashlib.sha256(json.dumps([prompt, x, y]).encode()).hexdigest()[:16]
+    return Pair(pid, prompt, x, y, judge_x, tuple(r.principles or ()), f"{path.name}:{line}")
 
 
 def sample(pairs: list[Pair], n: int | None, seed: int) -> list[Pair]:
@@ -128,16 +159,33 @@ def append(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+class LabelRow(Row):
+    """A line of the reviews log: a label, or the undo of one."""
+
+    fix: ClassVar[str] = "the reviews log is written by `cai review`; restore or remove that line"
+    event: Literal["label", "undo"] = "label"
+    reviewer: str = Field(description=TEXT)
+    pair_id: Id = Field(description=ID)
+    choice: Literal[CHOICES] | None = None  # type: ignore[valid-type]
+    order: Literal["xy", "yx"] | None = None
+
+    @model_validator(mode="after")
+    def labelled(self) -> LabelRow:
+        if self.event == "label" and (self.choice is None or self.order is None):
+            raise ValueError("a label without its 'choice' and 'order'")
+        return self
+
+
 def labels(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """Each reviewer's standing label per pair: the last one, undos applied."""
     standing: dict[tuple[str, str], list[dict[str, Any]]] = {}
     if not path.exists():
         return {}
-    for line, r in numbered_jsonl(path):
-        key = (r["reviewer"], r["pair_id"])
-        if r.get("event") == "undo":
+    for line, r in checked_jsonl(path, LabelRow):
+        key = (r.reviewer, str(r.pair_id))
+        if r.event == "undo":
             if standing.get(key):
                 standing[key].pop()
         else:
-            standing.setdefault(key, []).append({**r, "_line": line})
+            standing.setdefault(key, []).append({**r.model_dump(), "_line": line})
     return {k: v[-1] for k, v in standing.items() if v}

@@ -6,12 +6,15 @@ from __future__ import annotations
 import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field, model_validator
 
 from cai.chat import Message, messages_to_dicts
 from cai.errors import InputError
 from cai.inputs import prompt_id
 from cai.records import assistant, conversation_of, read_jsonl, reply_text
+from cai.schema import ID, PROMPT, Id, Prompt, Reply, Row, checked_jsonl
 from cai.stages.judge import Comparison, Judge, PrincipleJudgement
 from cai.stages.stage import StageResult, run_stage
 from cai.stages.verdict import margin
@@ -76,24 +79,35 @@ class Candidates:
     source_chosen: int | None = None
 
 
+class CandidateRow(Row):
+    """A line of `cai judge --responses`: a prompt with its responses, or a preference pair."""
+
+    fix: ClassVar[str] = ("give 'prompt' with a list of 'responses' (from cai sample), or "
+                          "'chosen' and 'rejected' (a preference file)")
+    prompt: Prompt = Field(description=PROMPT)
+    responses: list[Reply] | None = Field(None, description="a list of replies")
+    chosen: Reply | None = Field(None, description=PROMPT)
+    rejected: Reply | None = Field(None, description=PROMPT)
+    id: Id | None = Field(None, description=ID)
+
+    @model_validator(mode="after")
+    def has_replies(self) -> CandidateRow:
+        if self.responses is None and (self.chosen is None or self.rejected is None):
+            raise ValueError("no 'responses', and no 'chosen' and 'rejected'")
+        return self
+
+
 def read_candidates(path: Path) -> list[Candidates]:
     """Read `cai sample` output (prompt, responses) or preference pairs (prompt, chosen,
     rejected), e.g. the (revision, initial) pairs of `cai revise`."""
     items = []
-    for line, r in enumerate(read_jsonl(path), start=1):
-        try:
-            messages = conversation_of(r["prompt"])
-            if "responses" in r:
-                responses = tuple(reply_text(x) for x in r["responses"])
-                source = None
-            else:
-                responses = (reply_text(r["chosen"]), reply_text(r["rejected"]))
-                source = 0
-        except (KeyError, TypeError, ValueError) as e:
-            raise InputError(path, line, f"expected 'prompt' with 'responses' (from cai sample) "
-                             f"or 'chosen' and 'rejected' (a preference file); {e}") from None
-        rid = str(r.get("id") or prompt_id(messages))
-        items.append(Candidates(rid, messages, responses, source))
+    for _, r in checked_jsonl(path, CandidateRow):
+        messages = conversation_of(r.prompt)
+        if r.responses is not None:
+            responses, source = tuple(reply_text(x) for x in r.responses), None
+        else:
+            responses, source = (reply_text(r.chosen), reply_text(r.rejected)), 0
+        items.append(Candidates(r.id or prompt_id(messages), messages, responses, source))
     if not items:
         raise InputError(path, None, "no records in the file")
     return items

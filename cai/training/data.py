@@ -6,34 +6,49 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from cai.errors import CaiError, InputError
-from cai.records import prompt_hash, read_jsonl
+from pydantic import Field
+
+from cai.errors import CaiError
+from cai.records import prompt_hash
+from cai.schema import PROMPT, Probability, Prompt, Reply, Row, checked_jsonl
 
 COLUMNS = {"sft": ("prompt", "completion"), "dpo": ("prompt", "chosen", "rejected"),
            "reward": ("prompt", "chosen", "rejected"), "grpo": ("prompt", "id")}
 MIN_SPLIT_PROMPTS = 10  # below this a held-out split leaves too little to learn from or judge by
 
 
+class SftRow(Row):
+    fix: ClassVar[str] = "`cai train sft` reads TRL's prompt/completion format"
+    prompt: Prompt = Field(description=PROMPT)
+    completion: Reply = Field(description=PROMPT)
+
+
+class PairRow(Row):
+    fix: ClassVar[str] = "`cai train` reads TRL's prompt/chosen/rejected format"
+    prompt: Prompt = Field(description=PROMPT)
+    chosen: Reply = Field(description=PROMPT)
+    rejected: Reply = Field(description=PROMPT)
+    soft_label: Probability | None = Field(None, description="P(chosen is better), a number "
+                                                             "from 0 to 1")
+    margin: float | None = Field(None, description="a number")
+
+
+SCHEMAS: dict[str, type[Row]] = {"sft": SftRow, "dpo": PairRow, "reward": PairRow}
+
+
 def read_rows(files: Sequence[Path], kind: str, min_margin: float = 0.0) -> tuple[list, int]:
-    """The records of `files` in the format `kind` trains on; pairs judged with a margin under
-    `min_margin` are left out and counted."""
+    """The records of `files` in the format `kind` trains on, each checked against its
+    schema; pairs judged with a margin under `min_margin` are left out and counted."""
     rows, dropped = [], 0
     for path in files:
-        for line, row in enumerate(read_jsonl(path), start=1):
-            missing = [c for c in COLUMNS[kind] if c not in row]
-            if missing:
-                raise InputError(path, line, f"no {', '.join(missing)}: `cai train {kind}` reads "
-                                 f"TRL's {'/'.join(COLUMNS[kind])} format")
-            label = row.get("soft_label")
-            if label is not None and not (isinstance(label, (int, float)) and 0 <= label <= 1):
-                raise InputError(path, line, f"soft_label {label!r}: expected P(chosen is "
-                                 "better), a number from 0 to 1")
-            if kind != "sft" and row.get("margin") is not None and row["margin"] < min_margin:
+        for _, row in checked_jsonl(path, SCHEMAS[kind]):
+            margin = row.get("margin")
+            if kind != "sft" and margin is not None and margin < min_margin:
                 dropped += 1
                 continue
-            rows.append(row)
+            rows.append(row.model_dump(exclude_unset=True))
     if not rows:
         raise CaiError(f"no rows to train on in {', '.join(map(str, files))}"
                        + (f" ({dropped} under --min-margin {min_margin})" if dropped else ""))

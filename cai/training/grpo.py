@@ -15,7 +15,6 @@ from typing import Any
 from cai.chat import messages_to_dicts
 from cai.errors import CaiError, InputError
 from cai.inputs import read_prompts
-from cai.records import numbered_jsonl
 from cai.training.config import GRPO_DEFAULTS as DEFAULTS
 from cai.training.rewards import MODES, JudgeReward, _conversation, _prompt_key
 
@@ -33,20 +32,8 @@ class RewardSettings:
 def read_prompt_rows(path: Path) -> list[dict[str, Any]]:
     """GRPO's rows: each prompt of a prompt file in TRL's conversational form, with its
     `reference` answer where the file gives one (a `reference` field or CSV column)."""
-    items = read_prompts(path)
-    extra: dict[int, Any] = {}
-    if path.suffix.lower() in (".jsonl", ".json"):
-        extra = {line: r.get("reference") for line, r in numbered_jsonl(path)}
-    elif path.suffix.lower() == ".csv":
-        import csv
-        import io
-
-        from cai.records import read_text
-
-        reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
-        extra = {n + 2: r.get("reference") for n, r in enumerate(reader)}
     return [{"id": item.id, "prompt": messages_to_dicts(list(item.messages)),
-             "reference": extra.get(item.line), "line": item.line} for item in items]
+             "reference": item.reference, "line": item.line} for item in read_prompts(path)]
 
 
 def check(settings: RewardSettings, rows: list[dict[str, Any]], path: Path,
