@@ -1,5 +1,7 @@
 """Errors that reach the user as one clear message, never as a traceback."""
 
+import errno
+
 
 class CaiError(Exception):
     """A problem the user can fix; the CLI prints it and exits non-zero."""
@@ -40,3 +42,23 @@ class BackendError(CaiError):
         self.retryable = retryable
         self.cause = cause  # short label for summaries: "429", "500", "timeout", "refusal", ...
         self.retry_after = retry_after
+
+
+_DISK_FULL = "the disk is full; free some space, then rerun the same command to go on"
+_NOT_YOURS = "cai may not write there; give a folder you can write to"
+OS_FIXES = {
+    errno.EACCES: _NOT_YOURS, errno.EPERM: _NOT_YOURS,
+    errno.EROFS: "that file system is read-only; give a folder on another",
+    errno.ENOSPC: _DISK_FULL, errno.EDQUOT: _DISK_FULL,
+    errno.ENOTDIR: "a part of that path is a file, not a folder; give another path",
+    errno.EEXIST: "a file is in the way; give another path",
+    errno.EISDIR: "that is a folder; give a file",
+    errno.ENAMETOOLONG: "the name is too long; give a shorter path",
+}
+
+
+def os_problem(e: OSError) -> str:
+    """What the operating system refused, as the one line the CLI shows, with what to do."""
+    where = f"{e.filename}: " if e.filename else ""
+    fix = OS_FIXES.get(e.errno or 0, "check the path and the disk")
+    return f"{where}{e.strerror or e}; {fix}"

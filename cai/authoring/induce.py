@@ -148,10 +148,15 @@ def write_constitution(path: Path, kept: list[dict[str, Any]], source: str,
     return load_constitution(path)
 
 
+def work_folder(out: Path) -> Path:
+    """Where the proposals and tests of an induction into `out` are kept, to resume."""
+    return out.with_name(f"{out.stem}.induce")
+
+
 async def induce(pairs: list[GoldPair], out: Path, *, k: int, holdout: float, client: Client,
                  templates: Templates, session: Session, seed: int = 0,
                  source: str = "preference pairs") -> dict[str, Any]:
-    work = out.with_name(f"{out.stem}.induce")
+    work = work_folder(out)
     train, held = split(pairs, holdout, seed)
     if not held or not train:
         raise CaiError(f"{len(pairs)} pairs cannot be split into proposing and testing; give "

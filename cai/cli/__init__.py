@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from cai.cli import batch, data, datasets, loop, review, tools, train
 from cai.cli.options import err, show_error
-from cai.errors import CaiError, CaiWarning
+from cai.errors import CaiError, CaiWarning, os_problem
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,9 +51,19 @@ def main() -> None:
     except CaiError as e:
         show_error(e)
         sys.exit(2)
+    except OSError as e:  # an unwritable folder, a path under a file, a full disk
+        show_error(os_problem(e))
+        sys.exit(2)
     except (KeyboardInterrupt, click.exceptions.Abort):
         err.print("[yellow]interrupted; rerun the same command to resume[/]")
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.UsageError as e:  # a bad option or argument: one line, as every error
+        command = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
+        show_error(f"{e.format_message()}{command}")
+        sys.exit(2)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)

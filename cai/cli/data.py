@@ -9,6 +9,7 @@ import click
 
 from cai.cli.options import (
     CONSTITUTION_HELP,
+    OVERWRITE,
     SHARD,
     calibration_line,
     console,
@@ -35,12 +36,15 @@ from cai.cli.options import (
 @click.option("--seed", default=0, show_default=True, help="Seeds principle choice and sampling.")
 @click.option("--principle", default=None, help="Use this principle id for every round.")
 @SHARD
+@OVERWRITE
 @model_options
 def revise(prompts_file: str, constitution: str, model: str, critic_model: str | None,
            rounds: int, out: str, limit: int | None, seed: int, principle: str | None,
-           shard: str | None, session: Any, templates: str | None) -> None:
+           shard: str | None, overwrite: bool, session: Any, templates: str | None) -> None:
     """Critique and revise answers under a constitution: SFT and preference data."""
     from cai.constitution import load_constitution
+    from cai.data.shard import mark, take
+    from cai.folders import claim
     from cai.inputs import read_prompts
     from cai.paths import resolve_constitution
     from cai.stages.revise import Reviser, revise
@@ -49,9 +53,9 @@ def revise(prompts_file: str, constitution: str, model: str, critic_model: str |
     const = load_constitution(resolve_constitution(constitution))
     if principle:
         const.principle(principle)
-    from cai.data.shard import mark, take
-
     items = take(read_prompts(prompts_file, limit), shard)
+    claim(Path(out), "revise", {"--prompts": prompts_file}, overwrite=overwrite,
+          dry_run=session.dry_run)
     reviser = Reviser(const, session.client(model), session.client(critic_model or model),
                       Templates(templates), rounds=rounds, seed=seed, principle=principle)
     run_and_report(session, revise(items, reviser, Path(out),
@@ -153,21 +157,26 @@ async def watch_files(job: Any, constitutions: list[str], templates: str | None)
 @click.option("--n", "n", default=2, show_default=True, type=click.IntRange(1, 64),
               help="Responses per prompt.")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.option("--temperature", default=None, type=float, help="[default: the model's own]")
+@click.option("--temperature", default=None, type=click.FloatRange(0, 2),
+              help="0 to 2 [default: the model's own]")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--limit", default=None, type=click.IntRange(1))
 @SHARD
+@OVERWRITE
 @model_options
 def sample(prompts_file: str, model: str, n: int, out: str, temperature: float | None,
-           seed: int, limit: int | None, shard: str | None, session: Any,
+           seed: int, limit: int | None, shard: str | None, overwrite: bool, session: Any,
            templates: str | None) -> None:
     """Sample K responses per prompt into responses.jsonl, for the judge."""
     from cai.data.shard import mark, take
+    from cai.folders import claim
     from cai.inputs import read_prompts
     from cai.stages.sample import sample as sample_stage
     from cai.templates import Templates
 
     items = take(read_prompts(prompts_file, limit), shard)
+    claim(Path(out), "sample", {"--prompts": prompts_file}, overwrite=overwrite,
+          dry_run=session.dry_run)
     run_and_report(session, sample_stage(
         items, session.client(model), Templates(templates), Path(out), n=n, seed=seed,
         temperature=temperature, concurrency=session.limits.concurrency, session=session))
@@ -192,17 +201,24 @@ def sample(prompts_file: str, model: str, n: int, out: str, temperature: float |
               help="Human-labelled pairs to calibrate the judge on first.")
 @click.option("--limit", default=None, type=click.IntRange(1))
 @SHARD
+@OVERWRITE
 @judge_options
 def judge(responses_file: str, constitution: str, out: str, pairs: str, min_margin: float,
           length_ratio: float, calibrate: str | None, limit: int | None, shard: str | None,
-          **options: Any) -> None:
+          overwrite: bool, **options: Any) -> None:
     """Judge responses pairwise under principles: preference pairs with soft labels."""
     from cai.data.shard import mark, take
+    from cai.evals.calibration import read_gold
+    from cai.folders import claim
     from cai.stages.pairs import PairSettings, judge_file, read_candidates
 
     items = take(read_candidates(Path(responses_file))[:limit], shard)
-    j = make_judge(constitution=constitution, **options)
+    if calibrate:
+        read_gold(Path(calibrate))  # checked before any model loads
     session = options["session"]
+    claim(Path(out), "judge", {"--responses": responses_file, "--calibrate": calibrate},
+          overwrite=overwrite, dry_run=session.dry_run)
+    j = make_judge(constitution=constitution, **options)
     result = run_and_report(session, judge_file(
         items, j, Path(out), pairs=PairSettings(pairs, min_margin, length_ratio),
         concurrency=session.limits.concurrency, session=session,
@@ -231,15 +247,19 @@ def eval_group() -> None:
               help="Judge under these principles [default: one helpful-honest-harmless question].")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--limit", default=None, type=click.IntRange(1))
+@OVERWRITE
 @judge_options
 def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
-               **options: Any) -> None:
+               overwrite: bool, **options: Any) -> None:
     """Measure a judge against human labels: accuracy, kappa, flips, length bias, ECE."""
     from cai.evals.calibration import judge_gold, read_gold, report_markdown
+    from cai.folders import claim
 
     gold = read_gold(Path(data))[:limit]
-    j = make_judge(constitution=constitution, **options)
     session = options["session"]
+    claim(Path(out), "eval judge", {"--data": data}, overwrite=overwrite,
+          dry_run=session.dry_run)
+    j = make_judge(constitution=constitution, **options)
     result = run_and_report(session, judge_gold(gold, j, Path(out),
                                            concurrency=session.limits.concurrency,
                                            session=session))
@@ -270,28 +290,37 @@ def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
               "turn from each kind.")
 @click.option("--seed", default=0, show_default=True)
 @SHARD
+@OVERWRITE
 @model_options
 def eval_policy(model: str, suites: tuple[str, ...], responses_file: str | None, out: str,
                 reference: str | None, reference_responses: str | None, evaluator: str | None,
                 training_judge: str | None, allow_same_evaluator: bool, limit: int | None,
-                seed: int, shard: str | None, session: Any, templates: str | None) -> None:
+                seed: int, shard: str | None, overwrite: bool, session: Any,
+                templates: str | None) -> None:
     """Evaluate a policy independently of its training judge: over-refusal, unsafe
     compliance, false-premise agreement, hedging, boilerplate, length, win rate."""
     from cai.cli.views import show_policy_report
+    from cai.data.shard import mark, parse_shard, take
     from cai.errors import CaiError
     from cai.evals.policy import eval_policy as run_eval
+    from cai.evals.policy import read_answers
     from cai.evals.policy import training_judge as find_training_judge
     from cai.evals.suites import read_suites
+    from cai.folders import claim
     from cai.templates import Templates
 
     if reference and reference_responses:
         raise CaiError("give --reference or --reference-responses, not both")
     t = Templates(templates)
-    from cai.data.shard import mark, parse_shard, take
-
     if shard is not None:
         parse_shard(shard)  # checked before anything runs
     items = None if responses_file else take(read_suites(suites, limit), shard)
+    for given in (responses_file, reference_responses):
+        if given:
+            read_answers(Path(given))  # checked before any model loads
+    claim(Path(out), "eval policy", {"--suite": list(suites), "--responses": responses_file,
+                                     "--reference-responses": reference_responses},
+          overwrite=overwrite, dry_run=session.dry_run)
     report = run(session, run_eval(
         Path(out), session=session, templates=t, suite=items,
         model=None if responses_file else model,

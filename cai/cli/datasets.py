@@ -9,6 +9,7 @@ import click
 
 from cai.cli.options import (
     CONSTITUTION_HELP,
+    OVERWRITE,
     console,
     err,
     log_command,
@@ -50,21 +51,25 @@ def removed_path(out: Path) -> Path:
               help="Similarity at which a prompt is a near duplicate of an earlier one.")
 @click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(0))
 @click.option("--seed", default=0, show_default=True)
+@OVERWRITE
 @model_options
 def prompts(constitution: str, n: int, model: str, out: str, kind: str, topics: str | None,
             per_request: int, max_attempts: int | None, threshold: float, temperature: float,
-            seed: int, session: Any, templates: str | None) -> None:
+            seed: int, overwrite: bool, session: Any, templates: str | None) -> None:
     """Write N distinct user prompts from a constitution: red-team and helpful."""
     from cai.constitution import load_constitution
     from cai.data.generate import Generator, make_prompts, read_topics
+    from cai.folders import claim
     from cai.paths import resolve_constitution
     from cai.templates import Templates
 
-    generator = Generator(
-        load_constitution(resolve_constitution(constitution)), session.client(model),
-        Templates(templates), kind=kind,
-        topics=tuple(read_topics(topics)) if kind != "red-team" else (), seed=seed,
-        per_request=per_request, temperature=temperature)
+    const = load_constitution(resolve_constitution(constitution))
+    subjects = tuple(read_topics(topics)) if kind != "red-team" else ()
+    claim(Path(out), "data prompts", {"--topics": topics}, overwrite=overwrite,
+          dry_run=session.dry_run)
+    generator = Generator(const, session.client(model), Templates(templates), kind=kind,
+                          topics=subjects, seed=seed, per_request=per_request,
+                          temperature=temperature)
     cap = max_attempts or max(3, 3 * -(-n // per_request))
     result = run_and_report(session, make_prompts(
         generator, Path(out), n, max_requests=cap, threshold=threshold,
@@ -163,11 +168,12 @@ def mix(parts: tuple[str, ...], n: int, out: str, seed: int, field: str) -> None
 @data_group.command("merge")
 @click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-def merge(folders: tuple[str, ...], out: str) -> None:
+@OVERWRITE
+def merge(folders: tuple[str, ...], out: str, overwrite: bool) -> None:
     """Put together the output folders of one command run with --shard 1/N ... N/N."""
     from cai.data.shard import merge as merge_shards
 
-    counts = merge_shards([Path(f) for f in folders], Path(out))
+    counts = merge_shards([Path(f) for f in folders], Path(out), overwrite=overwrite)
     log_command(Path(out))
     console.print(f"merge: {len(folders)} shards -> {out}: "
                   + ", ".join(f"{n} in {name}" for name, n in counts.items()), highlight=False)

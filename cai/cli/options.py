@@ -20,7 +20,7 @@ err = Console(stderr=True)
 T = TypeVar("T")
 
 
-def show_error(e: Exception) -> None:
+def show_error(e: Exception | str) -> None:
     """A problem the user can fix, as the one `error:` line the CLI gives it."""
     from rich.markup import escape
 
@@ -28,6 +28,9 @@ def show_error(e: Exception) -> None:
 
 CONSTITUTION_HELP = ("Constitution YAML file, or the name of a shipped one (harmless, "
                      "helpful-honest).")
+OVERWRITE = click.option("--overwrite", is_flag=True, help="Clear --out first (a folder cai "
+                         "made): to start again, or to reuse a folder another command or other "
+                         "inputs made.")
 SHARD = click.option("--shard", default=None, help="Take only the K-th of N slices of the input "
                      "(K/N, by a hash of each id), to split one job over N machines; put the "
                      "outputs together with `cai data merge`.")

@@ -10,6 +10,7 @@ import click
 
 from cai.cli.options import (
     CONSTITUTION_HELP,
+    OVERWRITE,
     console,
     err,
     model_options,
@@ -111,14 +112,16 @@ def constitution_lint(files: tuple[str, ...], strict: bool, model: str | None, s
 @click.option("--principle", default=None, help="Use this principle id in every round, in "
               "both: focus the run on an edited principle.")
 @click.option("--seed", default=0, show_default=True)
+@OVERWRITE
 @model_options
 def constitution_diff(old: str, new: str, prompts_file: str, out: str, model: str,
                       critic_model: str | None, evaluator: str, rounds: int,
-                      limit: int | None, principle: str | None, seed: int, session: Any,
-                      templates: str | None) -> None:
+                      limit: int | None, principle: str | None, seed: int, overwrite: bool,
+                      session: Any, templates: str | None) -> None:
     """What an edit changed, and what it does to the answers, measured."""
     from cai.authoring.diff import diff
     from cai.constitution import load_constitution
+    from cai.folders import claim
     from cai.inputs import read_prompts
     from cai.paths import resolve_constitution
     from cai.templates import Templates
@@ -126,6 +129,9 @@ def constitution_diff(old: str, new: str, prompts_file: str, out: str, model: st
     before = load_constitution(resolve_constitution(old))
     after = load_constitution(resolve_constitution(new))
     items = read_prompts(prompts_file, limit)
+    claim(Path(out), "constitution diff", {"--prompts": prompts_file, "OLD": before.path,
+                                           "NEW": after.path}, overwrite=overwrite,
+          dry_run=session.dry_run)
     r = run(session, diff(before, after, items, Path(out), session=session,
                           templates=Templates(templates), model=model,
                           critic=critic_model or model, evaluator=evaluator, rounds=rounds,
@@ -159,18 +165,22 @@ def constitution_diff(old: str, new: str, prompts_file: str, out: str, model: st
               help="Share of pairs kept for testing the proposed principles.")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Only the first K pairs.")
 @click.option("--seed", default=0, show_default=True)
+@OVERWRITE
 @model_options
 def constitution_induce(data: str, out: str, model: str, k: int, holdout: float,
-                        limit: int | None, seed: int, session: Any,
+                        limit: int | None, seed: int, overwrite: bool, session: Any,
                         templates: str | None) -> None:
     """Learn a constitution from preference pairs (after Inverse Constitutional AI)."""
-    from cai.authoring.induce import induce
+    from cai.authoring.induce import induce, work_folder
     from cai.evals.calibration import read_gold
+    from cai.folders import claim
     from cai.templates import Templates
 
     if k < 1:
         raise CaiError(f"--principles {k}: keep at least one principle")
     pairs = read_gold(Path(data))[:limit]
+    claim(work_folder(Path(out)), "constitution induce", {"--data": data}, overwrite=overwrite,
+          dry_run=session.dry_run)
     r = run(session, induce(pairs, Path(out), k=k, holdout=holdout,
                             client=session.client(model, logprobs=True),
                             templates=Templates(templates), session=session, seed=seed,

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from cai.cli.options import (
     CONSTITUTION_HELP,
+    OVERWRITE,
     console,
     err,
     model_options,
@@ -36,6 +37,7 @@ def train_options(f: Any) -> Any:
                      "LoraConfig)."),
         click.option("--eval-fraction", default=0.1, show_default=True,
                      type=click.FloatRange(0, 0.5), help="Share of prompts held out."),
+        OVERWRITE,
     ]):
         f = option(f)
     return f
@@ -103,16 +105,18 @@ def train_reward(**options: Any) -> None:
               help="YAML with `trl:` (passed to GRPOConfig) and `lora:`.")
 @click.option("--eval-fraction", default=0.1, show_default=True,
               type=click.FloatRange(0, 0.5), help="Share of prompts held out.")
+@OVERWRITE
 @model_options
 def train_grpo(prompts_file: str, model: str, judge_spec: str, constitution: str, out: str,
                reward: str, reference_model: str | None, length_penalty: float,
                no_text_fallback: bool, lora: bool, merge: bool, config: str | None,
-               eval_fraction: float, session: Any, templates: str | None) -> None:
+               eval_fraction: float, overwrite: bool, session: Any,
+               templates: str | None) -> None:
     """GRPO with the AI judge as the reward: online RLAIF."""
     import dataclasses
 
     from cai.templates import Templates
-    from cai.training.config import read_config
+    from cai.training.config import check_config, read_config
     from cai.training.grpo import (
         GrpoRun,
         RewardSettings,
@@ -130,7 +134,9 @@ def train_grpo(prompts_file: str, model: str, judge_spec: str, constitution: str
                               text_fallback=not no_text_fallback,
                               reference_model=reference_model)
     rows = read_prompt_rows(path)
-    check(settings, rows, path, read_config(Path(config) if config else None).trl)
+    train_config = read_config(Path(config) if config else None)
+    check_config(["grpo"], train_config)
+    check(settings, rows, path, train_config.trl)
     if session.dry_run:
         return console.print_json(data=grpo_estimate(settings, session, Templates(templates),
                                                      rows, Path(out), lora, config,
@@ -139,18 +145,27 @@ def train_grpo(prompts_file: str, model: str, judge_spec: str, constitution: str
         # Its own session: the judge's client must first be used on TRL's event loop.
         answers = dataclasses.replace(session, clients=[], _cache=None)
         run(answers, answer_references(rows, answers.client(reference_model)))
-    _train("grpo", (prompts_file,), model, out, lora, config, eval_fraction, merge,
-           grpo=GrpoRun(settings, session, Templates(templates), rows))
+    _train("grpo", (prompts_file,), model, out, lora, config, eval_fraction, overwrite, merge,
+           grpo=GrpoRun(settings, session, Templates(templates), rows),
+           settings={"judge": judge_spec, "constitution": constitution, "reward": reward,
+                     "reference_model": reference_model, "length_penalty": length_penalty})
 
 
 def _train(kind: str, data: tuple[str, ...], model: str, out: str, lora: bool,
-           config: str | None, eval_fraction: float, merge: bool = False,
-           min_margin: float = 0.0, grpo: Any = None) -> None:
+           config: str | None, eval_fraction: float, overwrite: bool, merge: bool = False,
+           min_margin: float = 0.0, grpo: Any = None,
+           settings: dict[str, Any] | None = None) -> None:
+    from cai.folders import claim
     from cai.training.train import train
 
+    shaped = {"model": model, "lora": lora, "merge": merge, "eval_fraction": eval_fraction,
+              "min_margin": min_margin, **(settings or {})}
     s = train(kind, [Path(d) for d in data], model, Path(out), lora=lora,
               config=Path(config) if config else None, merge=merge,
-              eval_fraction=eval_fraction, min_margin=min_margin, grpo=grpo)
+              eval_fraction=eval_fraction, min_margin=min_margin, grpo=grpo,
+              claim=lambda: claim(Path(out), f"train {kind}", {
+                  "--prompts" if kind == "grpo" else "--data": data, "--config": config},
+                  settings=shaped, overwrite=overwrite))
     if s is None:
         return  # not the main process of an `accelerate launch` run
     losses = [x["loss"] for x in s["losses"]]

@@ -5,13 +5,13 @@ each item's id, so that every machine takes its own slice of the same file."""
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cai.errors import CaiError
-from cai.records import read_jsonl, write_json, write_jsonl
+from cai.errors import CaiError, InputError
+from cai.folders import SETTINGS, refuse_nonempty
+from cai.records import read_json, read_jsonl, write_json, write_jsonl
 
 SHARD = "shard.json"  # what a sharded run leaves in its folder: its K and N
 T = TypeVar("T")
@@ -53,14 +53,20 @@ def _read(folder: Path, name: str, why: str) -> Any:
     path = folder / name
     if not path.is_file():
         raise CaiError(f"{folder}: no {name}; {why}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path, "rerun that shard's command into a new --out")
 
 
-def merge(folders: Sequence[Path], out: Path) -> dict[str, int]:
-    """Put the shards of one job together into `out`; everything is checked before anything
-    is written: the same settings, every shard of N once, each finished, no id twice."""
+def merge(folders: Sequence[Path], out: Path, overwrite: bool = False) -> dict[str, int]:
+    """Put the shards of one job together into `out`, a new or empty folder; everything is
+    checked before anything is written: the same settings, every shard of N once, each
+    finished, no id twice."""
     shards = [_read(f, SHARD, "it was not made with --shard") for f in folders]
-    settings = [_read(f, "settings.json", "it is not a stage's output folder") for f in folders]
+    settings = [_read(f, SETTINGS, "it is not a stage's output folder") for f in folders]
+    for folder, s in zip(folders, shards, strict=True):
+        if not (isinstance(s, dict) and isinstance(s.get("k"), int)
+                and isinstance(s.get("n"), int)):
+            raise InputError(folder / SHARD, None, "expected {\"k\": K, \"n\": N}; rerun that "
+                             "shard's command into a new --out")
     n = shards[0]["n"]
     ks = sorted(s["k"] for s in shards)
     if any(s["n"] != n for s in shards) or ks != list(range(1, n + 1)):
@@ -76,10 +82,12 @@ def merge(folders: Sequence[Path], out: Path) -> dict[str, int]:
         if not found:
             raise CaiError(f"{folder}: no summary.json; its run did not finish")
         for path in found:
-            summary = json.loads(path.read_text(encoding="utf-8"))
-            if not summary.get("finished") or summary.get("failed"):
-                raise CaiError(f"{folder} is not finished ({summary.get('failed', 0)} failed); "
-                               "rerun its command first")
+            summary = read_json(path, "rerun that shard's command to finish it")
+            if not isinstance(summary, dict) or not summary.get("finished") \
+                    or summary.get("failed"):
+                failed = summary.get("failed", 0) if isinstance(summary, dict) else "?"
+                raise CaiError(f"{folder} is not finished ({failed} failed); rerun its "
+                               "command first")
     names = sorted({p.name for f in folders for p in f.glob("*.jsonl") if p.name != "failed.jsonl"})
     merged: dict[str, list[dict[str, Any]]] = {}
     for name in names:
@@ -99,9 +107,10 @@ def merge(folders: Sequence[Path], out: Path) -> dict[str, int]:
                 seen[key] = folder
                 rows.append(r)
         merged[name] = rows
+    refuse_nonempty(out, overwrite)
     for name, rows in merged.items():
         write_jsonl(out / name, rows)
-    write_json(out / "settings.json", settings[0])
+    write_json(out / SETTINGS, settings[0])
     counts = {name: len(rows) for name, rows in merged.items()}
     write_json(out / "summary.json", {"merged_from": [str(f) for f in folders],
                                       "records": counts, "finished": True})

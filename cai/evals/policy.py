@@ -11,11 +11,12 @@ Three steps, each a resumable stage:
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
 
 from cai.chat import Message, messages_to_dicts
 from cai.errors import CaiError, CaiWarning, InputError
@@ -27,12 +28,13 @@ from cai.models.client import Client
 from cai.models.session import Session
 from cai.records import (
     conversation_of,
-    numbered_jsonl,
+    read_json,
     read_jsonl,
     reply_text,
     write_json,
     write_jsonl,
 )
+from cai.schema import ID, PROMPT, TEXT, Id, Prompt, Reply, Row, checked_jsonl
 from cai.stages.revise import step_seed
 from cai.stages.sample import policy_messages
 from cai.stages.stage import StageResult, run_stage
@@ -52,27 +54,38 @@ class Answer:
     category: str | None = None
 
 
+class AnswerRow(Row):
+    """A line of answers made elsewhere: {id, prompt, response} or TRL prompt/completion."""
+
+    fix: ClassVar[str] = "give {id, prompt, response} or TRL prompt/completion fields"
+    prompt: Prompt = Field(description=PROMPT)
+    response: Reply | None = Field(None, description=PROMPT)
+    completion: Reply | None = Field(None, description=PROMPT)
+    id: Id | None = Field(None, description=ID)
+    kind: Literal[KINDS] | None = None  # type: ignore[valid-type]
+    category: str | None = Field(None, description=TEXT)
+
+    @model_validator(mode="after")
+    def has_reply(self) -> AnswerRow:
+        if self.response is None and self.completion is None:
+            raise ValueError("no 'response' or 'completion'")
+        return self
+
+
 def read_answers(path: Path) -> list[Answer]:
     """Rows of {id, prompt, response} or TRL prompt/completion, each kept: ids are unique,
     prompts may repeat (several models' answers to one prompt)."""
     answers: list[Answer] = []
     seen: dict[str, int] = {}
-    for line, r in numbered_jsonl(path):
-        try:
-            messages = conversation_of(r["prompt"])
-            response = reply_text(r["response"] if "response" in r else r["completion"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise InputError(path, line, "expected {id, prompt, response} or TRL "
-                             f"prompt/completion fields ({e})") from None
-        rid = str(r.get("id") or f"{prompt_id(messages)}-{line}")
+    for line, r in checked_jsonl(path, AnswerRow):
+        messages = conversation_of(r.prompt)
+        response = reply_text(r.response if r.response is not None else r.completion)
+        rid = r.id or f"{prompt_id(messages)}-{line}"
         if rid in seen:
             raise InputError(path, line, f"id '{rid}' was already used on line {seen[rid]}; "
                              "give each answer its own id")
         seen[rid] = line
-        kind = r.get("kind") or "helpful"
-        if kind not in KINDS:
-            raise InputError(path, line, f"unknown kind '{kind}'; use one of {', '.join(KINDS)}")
-        answers.append(Answer(rid, messages, response, kind, r.get("category")))
+        answers.append(Answer(rid, messages, response, r.kind or "helpful", r.category))
     if not answers:
         raise InputError(path, None, "no answers in the file")
     return answers
@@ -230,7 +243,7 @@ def training_judge(model: str | None, given: str | None,
     summary = folder / "train_summary.json" if folder else None
     if summary is None or not summary.is_file():
         return None
-    for data in json.loads(summary.read_text(encoding="utf-8")).get("data", []):
+    for data in read_json(summary, "train the checkpoint again").get("data", []):
         path = Path(data.get("path", ""))
         if path.is_file():
             for record in read_jsonl(path):
@@ -289,10 +302,10 @@ async def eval_policy(out: Path, *, session: Session, templates: Templates,
                    {k: s.summary[k] for k in ("done", "failed", "requests", "cache_hits",
                                               "wall_seconds", "stopped_reason")}
                    for s in stages}}
-    from cai.evals.report import write_views
+    from cai.evals.report import draw, write_views
 
     report = build_report(out, info, seed)
-    write_views(out, report)
+    draw(write_views, out, report)
     return report
 
 

@@ -13,7 +13,9 @@ from typing import Any
 
 from cai.errors import CaiError
 from cai.loop.history import LOCK
-from cai.records import read_jsonl, write_json
+from cai.records import read_json, read_jsonl, write_json
+
+LOOP_FIX = "rerun the same `cai loop` command, or start a new run with another --out"
 
 HISTORY, RUN_FILE = "history.jsonl", "run.json"
 # The file whose lines count a running stage's progress, and what they count.
@@ -23,7 +25,7 @@ PROGRESS = {"sample": "responses.jsonl", "revise": "sft.jsonl", "judge": "compar
 
 
 def _read(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json(path, LOOP_FIX) if path.is_file() else None
 
 
 def running(folder: Path) -> bool:
@@ -202,9 +204,10 @@ def build_loop_report(folder: Path, live: bool | None = None) -> dict[str, Any]:
 
 
 def write_loop_report(folder: Path, live: bool | None = None) -> dict[str, Any]:
+    from cai.evals.report import draw
     from cai.loop.views import write_views
 
     report = build_loop_report(folder, live)
     write_json(folder / "report.json", report)
-    write_views(folder, report)
+    draw(write_views, folder, report)
     return report

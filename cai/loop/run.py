@@ -13,7 +13,6 @@ SIGKILL when its parent dies, so that no stage goes on writing after a `kill -9`
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import signal
@@ -29,12 +28,14 @@ from typing import Any
 import yaml
 
 from cai.errors import CaiError
+from cai.folders import claim
 from cai.loop.config import config_hash, read_loop_config
 from cai.loop.gates import apply_gates
 from cai.loop.history import History, locked, now
 from cai.loop.plan import ANSWERS, Run, Stage, iteration_stages, prep_stages
+from cai.loop.report import LOOP_FIX, running
 from cai.models.budget import parse_deadline
-from cai.records import read_jsonl, write_json, write_jsonl
+from cai.records import read_json, read_jsonl, write_json, write_jsonl
 
 HISTORY, LOG, RUN_FILE = "history.jsonl", "loop.log", "run.json"
 
@@ -79,6 +80,9 @@ class Loop:
         # `kill` (SIGTERM) stops the loop as Ctrl-C does: the end is recorded, the running
         # stage killed with it; a rerun resumes.
         signal.signal(signal.SIGTERM, _interrupt)
+        folder = self.run.folder
+        if not (folder / RUN_FILE).is_file() and not running(folder):  # (in use: refused below)
+            claim(folder, "loop", overwrite=None)  # a run of an older cai is known by run.json
         with locked(self.run.folder):
             self.write_run_file()
             self.history.add(event="begin", iterations=self.config.iterations,
@@ -125,7 +129,7 @@ class Loop:
         settings = {k: v for k, v in self.data.items() if k != "iterations"}
         wanted = {"config_sha256": config_hash(settings), "limit": self.run.limit}
         if path.exists():
-            known = json.loads(path.read_text(encoding="utf-8"))
+            known = read_json(path, LOOP_FIX)
             if {k: known.get(k) for k in wanted} != wanted:
                 raise CaiError(f"{self.run.folder} was started with another config or --limit; "
                                "use another --out, or put the config back to resume "
@@ -241,7 +245,7 @@ class Loop:
 
     def figures(self, stage: Stage) -> dict[str, Any]:
         """What a stage spent and whether it stopped early, from its summaries."""
-        summaries = [json.loads(p.read_text(encoding="utf-8")) for folder in
+        summaries = [read_json(p, LOOP_FIX) for folder in
                      (stage.out, stage.out / "reference") if folder.is_dir()
                      for p in sorted(folder.glob("*summary.json"))]
         summaries = [s for s in summaries if "stage" in s]  # stage summaries, not training's
@@ -344,8 +348,7 @@ class Loop:
                 "why": "no training data in this iteration: nothing to promote"}]}
             self.history.add(event="gate", iteration=i, **result)
             return result
-        report = json.loads((self.run.iter_dir(i) / "eval" / "report.json").read_text(
-            encoding="utf-8"))
+        report = read_json(self.run.iter_dir(i) / "eval" / "report.json", LOOP_FIX)
         gates = apply_gates(self.config.gates, report)
         result = {"candidate": candidate, "promoted": all(g["passed"] for g in gates),
                   "gates": gates}

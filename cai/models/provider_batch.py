@@ -32,7 +32,7 @@ from cai.models.backends.base import redact
 from cai.models.backends.openai import chat_completion, request_body
 from cai.models.cache import ResponseCache
 from cai.models.client import Client
-from cai.records import write_json
+from cai.records import read_json, write_json
 
 STATE = "batches.json"
 # What collecting counts, per batch and in all: errored results are cached with their reason
@@ -225,7 +225,7 @@ def load_state(out: Path) -> dict[str, Any]:
     path = out / STATE
     if not path.exists():
         return {"version": 1, "batches": []}
-    return dict(json.loads(path.read_text(encoding="utf-8")))
+    return dict(read_json(path))
 
 
 def _recorded(out: Path) -> dict[str, Any]:

@@ -34,16 +34,16 @@ from rich.progress import (
 )
 
 from cai.errors import BackendError, CaiError
+from cai.folders import SETTINGS
 from cai.models.budget import BudgetExhausted
 from cai.models.client import Client, Deferred
-from cai.records import JsonlWriter, done_ids, keep_ids, write_json
+from cai.records import JsonlWriter, done_ids, keep_ids, read_json, write_json
 
 if TYPE_CHECKING:
     from cai.models.session import Session
 
 FAILED = "failed.jsonl"
 SUMMARY = "summary.json"
-SETTINGS = "settings.json"  # the settings that shaped the data in a folder
 
 Records = dict[str, list[dict[str, Any]]]
 
@@ -229,7 +229,10 @@ def check_settings(out: Path, stage: str, config: dict[str, Any]) -> None:
     Settings that do not shape the data (concurrency, rate limits, budgets, --limit,
     retries) are not part of `config` and may change freely."""
     path = out / SETTINGS
-    known = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    known = read_json(path) if path.exists() else {}
+    if not isinstance(known, dict):
+        raise CaiError(f"{path}: not an object; use another --out, or --overwrite to clear "
+                       "the folder and start again")
     wanted = json.loads(json.dumps(config))  # as it reads back from JSON
     if stage in known:
         changed = _differences(known[stage], wanted)

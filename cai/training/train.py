@@ -15,7 +15,7 @@ import gc
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,13 @@ from cai.training.dpo import soft_label_dpo_trainer
 def train(kind: str, data: Sequence[Path], model: str, out: Path, *, lora: bool = False,
           config: Path | None = None, merge: bool = False, eval_fraction: float = 0.1,
           min_margin: float = 0.0, answer_sampling: Sampling | None = None,
-          callbacks: Sequence[Any] = (), grpo: Any = None) -> dict[str, Any] | None:
+          callbacks: Sequence[Any] = (), grpo: Any = None,
+          claim: Callable[[], None] | None = None) -> dict[str, Any] | None:
     """Train `model` on `data` into `out`; return the run summary (train_summary.json).
 
-    Under `accelerate launch` only the main process writes the files and gets the summary;
-    the others return None.
+    Every input is checked first; then the main process calls `claim` (the CLI's check that
+    `out` is this run's folder), and only then is a model loaded. Under `accelerate launch`
+    only the main process writes the files and gets the summary; the others return None.
     """
     started = time.monotonic()
     # TRL and peft still read transformers' old name for it; the warning is theirs to act on,
@@ -52,6 +54,8 @@ def train(kind: str, data: Sequence[Path], model: str, out: Path, *, lora: bool 
     split = split_heldout(rows, eval_fraction)
     args, trl_settings = trl_args(kind, out, lora, settings)
     peft, lora_settings = lora_config(kind, settings) if lora else (None, None)
+    if claim is not None and args.process_index == 0:
+        claim()
     with args.main_process_first(desc="preparing the model"):  # one process converts `local`
         start = checkpoints.resolve_model(model)
     reward = None
