@@ -99,8 +99,9 @@ async def diff(old: Constitution, new: Constitution, items: list[PromptItem], ou
                           evaluator=evaluator)
     write_json(out / "report.json", report)
     from cai.authoring.views import write_views
+    from cai.evals.report import draw
 
-    write_views(out, report)
+    draw(write_views, out, report)
     return report
 
 

@@ -35,18 +35,28 @@ def write_views(out: Path, report: dict[str, Any]) -> None:
 
 
 def detectors(report: dict[str, Any]) -> str:
-    """The detectors' rates under the old and the new constitution, side by side."""
+    """The detectors' rates under the old and the new constitution, side by side; a rate that
+    was not measured (no prompt of its kind among those given) is drawn as missing, and said."""
     plt = pyplot()
-    names = [k for k in LABELS if report["detectors"][k]["old"] is not None]
+    names = list(LABELS)
+    rates = report["detectors"]
     fig, ax = plt.subplots(figsize=(6.5, 0.4 * len(names) + 1.2))
     ys = range(len(names))
-    ax.barh([y - 0.2 for y in ys], [report["detectors"][k]["old"] for k in names], 0.4,
-            label="old", color="#c98b2b")
-    ax.barh([y + 0.2 for y in ys], [report["detectors"][k]["new"] for k in names], 0.4,
-            label="new", color="#3b6ea8")
+    for side, shift, colour in (("old", -0.2, "#c98b2b"), ("new", 0.2, "#3b6ea8")):
+        values = [rates[k][side] for k in names]
+        ax.barh([y + shift for y in ys], [v or 0 for v in values], 0.4, label=side,
+                color=colour)
+        for y, v in zip(ys, values, strict=True):
+            if v is None:
+                ax.text(0.005, y + shift, "not measured", va="center", fontsize=7,
+                        color="#666666")
     ax.set_yticks(list(ys), [LABELS[k] for k in names])
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of final answers")
+    missing = [LABELS[k] for k in names if rates[k]["old"] is None or rates[k]["new"] is None]
+    if missing:
+        ax.set_title(f"not measured: {', '.join(missing)} (no prompt of that kind among "
+                     "those given)", fontsize=8, loc="left", color="#666666")
     ax.invert_yaxis()
     ax.legend(frameon=False, loc="lower right")
     return svg(fig)

@@ -8,11 +8,15 @@ offline with no network and no JavaScript. A view computes nothing the JSON does
 from __future__ import annotations
 
 import io
+import warnings
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
+
+from cai.errors import CaiWarning
 
 VIEWS = Path(__file__).with_name("views")
 
@@ -25,6 +29,18 @@ def _env() -> jinja2.Environment:
     env.filters["pct"] = lambda v: "-" if v is None else f"{100 * v:.1f}%"
     env.filters["num"] = lambda v: "-" if v is None else f"{v:g}"
     return env
+
+
+def draw(write: Callable[[Path, dict[str, Any]], None], out: Path,
+         report: dict[str, Any]) -> None:
+    """Draw a report's views once its JSON is written. The paid work is done by then and its
+    figures are safe in report.json, so a view that cannot be drawn is a warning, never a
+    failed run."""
+    try:
+        write(out, report)
+    except Exception as e:  # noqa: BLE001 - any fault of a view; the numbers stand
+        warnings.warn(f"{out}: report.md and report.html were not drawn ({type(e).__name__}: "
+                      f"{e}); every figure is in report.json", CaiWarning, stacklevel=2)
 
 
 def render(view: str, **context: Any) -> str:
@@ -98,10 +114,17 @@ def length_distributions(report: dict[str, Any]) -> str:
 def win_rate(report: dict[str, Any]) -> str:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 1.5))
-    lo, hi = report["win_rate_ci95"]
-    ax.errorbar([report["win_rate"]], [1], xerr=[[report["win_rate"] - lo],
-                [hi - report["win_rate"]]], fmt="o", color="#3b6ea8", capsize=4)
-    ax.plot([report["win_rate_length_controlled"]], [0], "D", color="#555555")
+    rate, (lo, hi) = report["win_rate"], report.get("win_rate_ci95") or (None, None)
+    if lo is None or hi is None:
+        ax.plot([rate], [1], "o", color="#3b6ea8")
+    else:
+        ax.errorbar([rate], [1], xerr=[[rate - lo], [hi - rate]], fmt="o", color="#3b6ea8",
+                    capsize=4)
+    controlled = report.get("win_rate_length_controlled")
+    if controlled is None:
+        ax.text(0.01, 0, "length-controlled: not measured", va="center", color="#666666")
+    else:
+        ax.plot([controlled], [0], "D", color="#555555")
     ax.axvline(0.5, color="#999999", linestyle="--", linewidth=1)
     ax.set_yticks([0, 1], ["length-controlled", "win rate (95% CI)"])
     ax.set_xlim(0, 1)
