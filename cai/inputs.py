@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from cai.chat import Message
 from cai.errors import InputError
-from cai.records import prompt_hash, read_text
+from cai.records import prompt_hash, read_text, text_lines
 from cai.schema import (
     ID,
     MESSAGES,
@@ -123,6 +123,6 @@ def _csv(path: Path) -> list[PromptItem]:
 
 
 def _text(path: Path) -> list[PromptItem]:
-    lines = read_text(path).splitlines()
+    lines = text_lines(read_text(path))
     return [_item(path, n, PromptRow.model_validate({"prompt": t.strip()}))
             for n, t in enumerate(lines, 1) if t.strip()]

@@ -7,11 +7,11 @@ again cuts it off, so every file is whole lines of JSON and a rerun can skip the
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
 import json
 import math
 import os
-import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,8 @@ class JsonlWriter:
         data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
         size = self._file.tell()
         try:
-            written = 0
-            while written < len(data):
-                written += self._file.write(data[written:]) or 0
+            if self._file.write(data) != len(data):  # the disk filled part-way through
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         except OSError as e:  # a full disk: cut the part of the line that went, then say so
             self._file.truncate(size)
             raise OSError(e.errno, e.strerror, str(self.path)) from None
@@ -96,20 +95,27 @@ def read_text(path: str | Path) -> str:
         raise InputError(path, data.count(b"\n", 0, nul) + 1, "binary data (a NUL byte at "
                          f"byte offset {nul}), not text; give a text file")
     if len(data) > MAX_LINE:  # only then can a line be too long
-        start = 0
-        for end in (*(m.start() for m in re.finditer(b"\n", data)), len(data)):
-            if end - start > MAX_LINE:
-                raise InputError(path, data.count(b"\n", 0, start) + 1, f"a line of "
-                                 f"{end - start:,} bytes, over the {MAX_LINE:,} a record may "
-                                 "have; is it the right file?")
-            start = end + 1
+        for number, line in enumerate(data.split(b"\n"), start=1):
+            if len(line) > MAX_LINE:
+                raise InputError(path, number, f"a line of {len(line):,} bytes, over the "
+                                 f"{MAX_LINE:,} a record may have; is it the right file?")
     return text
+
+
+def text_lines(text: str) -> list[str]:
+    """The lines of a file's text, split at "\n" (a "\r" before it dropped) and nowhere else:
+    str.splitlines would also split inside JSON strings that hold U+2028, U+0085 or a form
+    feed, which JSON (and cai's own writer) leaves as they are."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 def numbered_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each non-blank line of a JSONL file, counting every line."""
     path = Path(path)
-    for line_no, line in enumerate(read_text(path).splitlines(), start=1):
+    for line_no, line in enumerate(text_lines(read_text(path)), start=1):
         if not line.strip():
             continue
         yield line_no, json_object(path, line_no, line)
@@ -222,24 +228,36 @@ def keep_ids(path: Path, ids: set[str]) -> int:
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
     """Write a whole JSONL file at once, atomically replacing any earlier one."""
-    _replace(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    write_jsonl_files({Path(path): records})
+
+
+def write_jsonl_files(files: dict[Path, Iterable[dict[str, Any]]]) -> None:
+    """Write several JSONL files as one: none replaces its earlier self until all are on
+    disk, so that a full disk leaves every one as it was."""
+    _replace({path: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+              for path, records in files.items()})
 
 
 def write_json(path: str | Path, data: Any) -> None:
     """Write a JSON file atomically, so a kill never leaves half a summary."""
-    _replace(Path(path), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    _replace({Path(path): json.dumps(data, indent=2, ensure_ascii=False) + "\n"})
 
 
-def _replace(path: Path, text: str) -> None:
-    """Write through a temporary file renamed over the target: a kill, or a full disk, leaves
-    the old file or the new, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+def _replace(texts: dict[Path, str]) -> None:
+    """Write through temporary files renamed over the targets: a kill, or a full disk, leaves
+    the old files or the new, never a part."""
+    written: list[Path] = []
+    path = next(iter(texts))
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        for path, text in texts.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            written.append(path.with_suffix(path.suffix + ".tmp"))
+            written[-1].write_text(text, encoding="utf-8")
+        for path, tmp in zip(texts, written, strict=True):
+            os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        for tmp in written:
+            tmp.unlink(missing_ok=True)
         raise OSError(e.errno, e.strerror, str(path)) from None
 
 

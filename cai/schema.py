@@ -87,7 +87,7 @@ def numbered_csv(path: str | Path, required: Sequence[str],
     than the header has, or a missing column, is an error naming the line."""
     path = Path(path)
     csv.field_size_limit(MAX_LINE)  # read_text has refused longer lines already
-    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    reader = csv.reader(io.StringIO(read_text(path), newline=""), strict=True)
     try:
         header = next(reader, [])
         missing = [c for c in required if c not in header]
@@ -97,8 +97,9 @@ def numbered_csv(path: str | Path, required: Sequence[str],
         start = reader.line_num + 1
         for fields in reader:
             if fields and len(fields) != len(header):
-                raise InputError(path, start, f"{len(fields)} fields where the header has "
-                                 f"{len(header)}; quote a field that holds a comma")
+                raise InputError(path, start, f"{len(fields)} field{'s' * (len(fields) != 1)} "
+                                 f"where the header has {len(header)}; quote a field that "
+                                 "holds a comma")
             if fields:
                 yield start, dict(zip(header, fields, strict=True))
             start = reader.line_num + 1

@@ -55,7 +55,8 @@ class _Loader(yaml.SafeLoader):
                                   "read here; write each value out in full")
         tag = getattr(event, "tag", None)
         if tag not in (None, "!") and tag not in PLAIN_TAGS:
-            raise _Refused(event, f"tag '{tag}' is not read here; write a plain value")
+            short = tag.replace("tag:yaml.org,2002:", "!!")
+            raise _Refused(event, f"tag '{short}' is not read here; write a plain value")
         self.depth += 1
         try:
             if self.depth > MAX_DEPTH:
@@ -102,17 +103,21 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT, list("-+01234
 def parse_yaml(text: str, source: str | Path = "<string>") -> tuple[Any, yaml.Node | None]:
     """The data and its node tree (None for an empty file); a problem is an InputError with
     the line, PyYAML's own message cut to its one useful sentence."""
-    loader = _Loader(text)
     try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        loader = _Loader(text)  # reads the text: a control character is refused here
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.reader.ReaderError as e:
+        raise InputError(source, text.count("\n", 0, e.position) + 1, f"the character "
+                         f"#x{e.character:04x} is not allowed in YAML; remove it") from None
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         if not isinstance(e, _Refused):
             problem = f"invalid YAML: {problem}; check the indentation and quoting there"
         raise InputError(source, yaml_line(e, text) or 1, problem) from None
-    finally:
-        loader.dispose()
     return data, node
 
 

@@ -207,18 +207,21 @@ def judge(responses_file: str, constitution: str, out: str, pairs: str, min_marg
           length_ratio: float, calibrate: str | None, limit: int | None, shard: str | None,
           overwrite: bool, **options: Any) -> None:
     """Judge responses pairwise under principles: preference pairs with soft labels."""
+    from cai.constitution import load_constitution
     from cai.data.shard import mark, take
     from cai.evals.calibration import read_gold
     from cai.folders import claim
+    from cai.paths import resolve_constitution
     from cai.stages.pairs import PairSettings, judge_file, read_candidates
 
     items = take(read_candidates(Path(responses_file))[:limit], shard)
     if calibrate:
         read_gold(Path(calibrate))  # checked before any model loads
+    const = load_constitution(resolve_constitution(constitution))
     session = options["session"]
     claim(Path(out), "judge", {"--responses": responses_file, "--calibrate": calibrate},
           overwrite=overwrite, dry_run=session.dry_run)
-    j = make_judge(constitution=constitution, **options)
+    j = make_judge(constitution=const, **options)
     result = run_and_report(session, judge_file(
         items, j, Path(out), pairs=PairSettings(pairs, min_margin, length_ratio),
         concurrency=session.limits.concurrency, session=session,
@@ -252,14 +255,17 @@ def eval_group() -> None:
 def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
                overwrite: bool, **options: Any) -> None:
     """Measure a judge against human labels: accuracy, kappa, flips, length bias, ECE."""
+    from cai.constitution import load_constitution
     from cai.evals.calibration import judge_gold, read_gold, report_markdown
     from cai.folders import claim
+    from cai.paths import resolve_constitution
 
     gold = read_gold(Path(data))[:limit]
+    const = load_constitution(resolve_constitution(constitution)) if constitution else None
     session = options["session"]
     claim(Path(out), "eval judge", {"--data": data}, overwrite=overwrite,
           dry_run=session.dry_run)
-    j = make_judge(constitution=constitution, **options)
+    j = make_judge(constitution=const, **options)
     result = run_and_report(session, judge_gold(gold, j, Path(out),
                                            concurrency=session.limits.concurrency,
                                            session=session))

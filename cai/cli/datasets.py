@@ -101,16 +101,16 @@ def dedup(source: str, out: str, threshold: float, field: str) -> None:
     """Remove exact and near-duplicate rows, keeping the first of each."""
     from cai.data.dedup import find_duplicates
     from cai.data.rows import read_rows
-    from cai.records import write_jsonl
+    from cai.records import write_jsonl_files
 
     rows = read_rows(source, field)
     found = find_duplicates(rows, threshold)
     gone = {id(d.row) for d in found}
     target = Path(out)
-    write_jsonl(removed_path(target), [
+    write_jsonl_files({removed_path(target): [
         {**d.row.record, "duplicate_of": d.of.id, "duplicate_of_line": d.of.line,
-         "similarity": d.similarity, "exact": d.exact} for d in found])
-    write_jsonl(target, [r.record for r in rows if id(r) not in gone])
+         "similarity": d.similarity, "exact": d.exact} for d in found],
+        target: [r.record for r in rows if id(r) not in gone]})
     exact = sum(d.exact for d in found)
     console.print(f"dedup: kept {len(rows) - len(found)} of {len(rows)} rows; removed {exact} "
                   f"exact and {len(found) - exact} near duplicates -> {target}, "
@@ -131,16 +131,16 @@ def decontaminate(source: str, against: tuple[str, ...], out: str, ngram: int,
     """Remove rows that overlap an evaluation set."""
     from cai.data.contamination import find_contaminated
     from cai.data.rows import read_rows
-    from cai.records import write_jsonl
+    from cai.records import write_jsonl_files
 
     rows = read_rows(source, field)
     evaluation = [r for path in against for r in read_rows(path, field)]  # all read first
     found = find_contaminated(rows, evaluation, ngram)
     gone = {id(c.row) for c in found}
     target = Path(out)
-    write_jsonl(removed_path(target), [
-        {**c.row.record, "matches": c.match.record, "shared": c.ngram} for c in found])
-    write_jsonl(target, [r.record for r in rows if id(r) not in gone])
+    write_jsonl_files({removed_path(target): [
+        {**c.row.record, "matches": c.match.record, "shared": c.ngram} for c in found],
+        target: [r.record for r in rows if id(r) not in gone]})
     console.print(f"decontaminate: kept {len(rows) - len(found)} of {len(rows)} rows; removed "
                   f"{len(found)} that overlap {len(evaluation)} evaluation rows -> {target}, "
                   f"{removed_path(target)}", highlight=False)

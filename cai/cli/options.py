@@ -205,16 +205,14 @@ def judge_options(f: Any) -> Any:
     return model_options(f)
 
 
-def make_judge(*, judge_spec: str, constitution: str | None, principles: str, verdict: str,
+def make_judge(*, judge_spec: str, constitution: Any, principles: str, verdict: str,
                cot: bool, cot_band: str, length_control: bool, seed: int, session: Any,
                templates: str | None, judge_constrain: str | None = None) -> Any:
-    """The Judge that the judge options describe."""
-    from cai.constitution import load_constitution
-    from cai.paths import resolve_constitution
+    """The Judge that the judge options describe, under a constitution already loaded."""
     from cai.stages.judge import Judge, JudgeSettings
     from cai.templates import Templates
 
-    const = load_constitution(resolve_constitution(constitution)) if constitution else None
+    const = constitution
     client = session.client(judge_spec, logprobs=verdict != "text", constrain=judge_constrain)
     settings = JudgeSettings(principles=principles, verdict=verdict, reasoning=cot,
                              band=parse_band(cot_band), length_control=length_control,

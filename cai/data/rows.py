@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cai.errors import InputError
-from cai.records import numbered_jsonl, read_text
+from cai.records import numbered_jsonl, read_text, text_lines
 from cai.schema import ID, PROMPT, kind, numbered_csv
 
 
@@ -32,7 +32,7 @@ def read_rows(path: str | Path, field: str = "prompt") -> list[Row]:
     elif suffix == ".csv":
         raw = list(numbered_csv(path, [field], "pick one with --field"))
     else:
-        raw = [(n, {field: t.strip()}) for n, t in enumerate(read_text(path).splitlines(), 1)
+        raw = [(n, {field: t.strip()}) for n, t in enumerate(text_lines(read_text(path)), 1)
                if t.strip()]
     rows = [Row(line, _id(path, line, r), _text(path, line, r, field), r) for line, r in raw]
     if not rows:

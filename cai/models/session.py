@@ -36,6 +36,8 @@ class Session:
         if self.batch and self.dry_run:
             raise CaiError("--batch and --dry-run do not go together; dry-run first, then "
                            "submit with --batch")
+        if self.prices_file is not None:
+            load_prices(self.prices_file)  # checked now, before any output is written
 
     def cache(self) -> ResponseCache | None:
         if self.dry_run or not (self.use_cache or self.batch):

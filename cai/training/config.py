@@ -90,7 +90,9 @@ def read_config(path: Path | None) -> TrainConfig:
     if path is None:
         return TrainConfig()
     data, root = read_yaml(path)
-    data = {} if data is None else data
+    if data is None:
+        raise InputError(path, None, "the file is empty; give `trl:` and `lora:` settings, or "
+                         "leave --config out")
     if not isinstance(data, dict):
         raise InputError(path, None, "expected a mapping with `trl:` and `lora:`")
     lines = key_lines(root)
