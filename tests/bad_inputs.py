@@ -18,6 +18,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tests.conftest import MINIMAL
+
 Content = str | bytes | Callable[[], bytes]
 
 
@@ -161,15 +163,6 @@ def csv_cases(reader: str, name: str, argv: tuple[str, ...]) -> list[Case]:
 
 PROMPT = {"id": "p1", "prompt": "Hello there"}
 SAMPLE = ("sample", "--prompts", "p.jsonl", *FAKE, "--out", "out")
-CONSTITUTION = """name: tiny
-version: "0.1"
-description: A tiny constitution for tests.
-principles:
-  - id: alpha
-    critique: Say what is wrong.
-    revision: Fix it.
-    judge: Which is better?
-"""
 LOOP = """policy: local
 prompts:
   file: prompts.jsonl
@@ -274,24 +267,24 @@ def cases() -> list[Case]:
                        ("not text", b"\xff\xfe\x00binary")]]
 
     # ------------------------------------------------------------ YAML
-    c = CONSTITUTION
+    c, end = MINIMAL, MINIMAL.count("\n") + 1  # the line after the last
     table += yaml_cases("constitution (cai constitution show)", "c.yaml",
                         ("constitution", "show", "c.yaml"), c, {
                             "a missing field": (c.replace("name: tiny\n", ""), 1),
                             "a wrong type": (c.replace("Fix it.", "[a, b]"), 7),
-                            "a weight of 10^400": (c + "    weight: 1" + "0" * 400 + "\n", 9),
-                            "a weight of 1e400": (c + "    weight: 1.0e+400\n", 9),
-                            "an unknown key": (c + "colour: blue\n", 9),
+                            "a weight of 10^400": (c + "    weight: 1" + "0" * 400 + "\n", end),
+                            "a weight of 1e400": (c + "    weight: 1.0e+400\n", end),
+                            "an unknown key": (c + "colour: blue\n", end),
                             "a duplicate key": (c.replace("description:", "description: x\n"
                                                           "description:"), 4)},
                         subprocess_bombs=True)
     table += [
         Case("constitution (cai revise)", "a YAML bomb (aliases)",
              ("revise", "--prompts", "p.jsonl", "--constitution", "c.yaml", *FAKE, "--out",
-              "out"), "c.yaml:9", {"p.jsonl": jl(PROMPT), "c.yaml": c + YAML_BOMB},
+              "out"), f"c.yaml:{end}", {"p.jsonl": jl(PROMPT), "c.yaml": c + YAML_BOMB},
              subprocess=True),
         Case("constitution (cai constitution lint)", "a YAML bomb (aliases)",
-             ("constitution", "lint", "c.yaml"), "c.yaml:9", {"c.yaml": c + YAML_BOMB},
+             ("constitution", "lint", "c.yaml"), f"c.yaml:{end}", {"c.yaml": c + YAML_BOMB},
              subprocess=True),
     ]
     loop_files: dict[str, Content] = {"prompts.jsonl": jl(PROMPT)}
@@ -428,6 +421,9 @@ def output_cases() -> list[Case]:
              setup=(("sample", "--prompts", "p.jsonl", *FAKE, "--shard", "1/2", "--out", "s1"),
                     ("sample", "--prompts", "p.jsonl", *FAKE, "--shard", "2/2", "--out", "s2"),
                     (*judge, "--out", "j"))),
+        Case("batches.json (cai batch status)", "a corrupt batches.json",
+             ("batch", "status", "--out", "out"), "out/batches.json",
+             {"out/batches.json": '{"version": 1, "batches": [{"id": "b'}),
         Case("shard.json (cai data merge)", "a corrupt shard.json",
              ("data", "merge", "s1", "s2", "--out", "m"), "s2/shard.json", p,
              setup=(("sample", "--prompts", "p.jsonl", *FAKE, "--shard", "1/2", "--out", "s1"),
