@@ -95,9 +95,9 @@ def read_text(path: str | Path) -> str:
         raise InputError(path, data.count(b"\n", 0, nul) + 1, "binary data (a NUL byte at "
                          f"byte offset {nul}), not text; give a text file")
     if len(data) > MAX_LINE:  # only then can a line be too long
-        for number, line in enumerate(data.split(b"\n"), start=1):
-            if len(line) > MAX_LINE:
-                raise InputError(path, number, f"a line of {len(line):,} bytes, over the "
+        for number, chunk in enumerate(data.split(b"\n"), start=1):
+            if len(chunk) > MAX_LINE:
+                raise InputError(path, number, f"a line of {len(chunk):,} bytes, over the "
                                  f"{MAX_LINE:,} a record may have; is it the right file?")
     return text
 
