@@ -141,7 +141,8 @@ def main() -> None:
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[args.label] = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit or None, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "commit": commit or None, "source": str(args.source),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "rows": len(found), "counts": {k: counts.get(k, 0) for k in (*OUTCOMES, "not run")},
         "outcomes": found}
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
