@@ -101,8 +101,15 @@ def _known(out: Path, overwrite: bool) -> dict[str, Any] | None:
         raise CaiError(f"{out} holds files that cai did not write (it has no {SETTINGS}); give "
                        "a new or empty --out" + ("" if not overwrite else
                                                  " (--overwrite clears only cai's own folders)"))
-    if overwrite:
-        return {}  # read or not, it goes
+    return {} if overwrite else read_settings(out)  # with --overwrite, read or not, it goes
+
+
+def read_settings(out: Path) -> dict[str, Any]:
+    """A folder's settings.json, {} where there is none; one cut short or changed by hand is
+    one error naming it, with the way out."""
+    path = out / SETTINGS
+    if not path.is_file():
+        return {}
     known = read_json(path, STATE_FIX)
     if not isinstance(known, dict):
         raise InputError(path, None, f"cannot be read (not an object); {STATE_FIX}")

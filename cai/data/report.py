@@ -30,8 +30,8 @@ from cai.constitution import Constitution
 from cai.data.dedup import find_duplicates
 from cai.data.rows import Row
 from cai.errors import CaiError, InputError
-from cai.folders import MADE_BY
-from cai.records import numbered_jsonl, read_json, reply_text, write_json
+from cai.folders import MADE_BY, read_settings
+from cai.records import numbered_jsonl, reply_text, write_json
 from cai.schema import PROMPT, Prompt, Reply, check_row, checked_jsonl
 from cai.schema import Row as Schema
 from cai.stages.pairs import pair_figures
@@ -225,9 +225,7 @@ def judge_warnings(c: dict[str, Any] | None) -> list[str]:
 
 def provenance(folder: Path) -> dict[str, Any]:
     """What made the folder: its stages' settings, and the commands run in it."""
-    settings_path = folder / "settings.json"
-    settings = read_json(settings_path) if settings_path.is_file() else {}
-    settings = {k: v for k, v in settings.items() if k != MADE_BY}  # the stages' own
+    settings = {k: v for k, v in read_settings(folder).items() if k != MADE_BY}  # stages' own
     return {"stages": settings, "commands": command_history(folder),
             "models": _models(settings),
             "templates": _templates(settings),

@@ -34,10 +34,10 @@ from rich.progress import (
 )
 
 from cai.errors import BackendError, CaiError
-from cai.folders import SETTINGS
+from cai.folders import SETTINGS, read_settings
 from cai.models.budget import BudgetExhausted
 from cai.models.client import Client, Deferred
-from cai.records import JsonlWriter, done_ids, keep_ids, read_json, write_json
+from cai.records import JsonlWriter, done_ids, keep_ids, write_json
 
 if TYPE_CHECKING:
     from cai.models.session import Session
@@ -229,17 +229,14 @@ def check_settings(out: Path, stage: str, config: dict[str, Any]) -> None:
     Settings that do not shape the data (concurrency, rate limits, budgets, --limit,
     retries) are not part of `config` and may change freely."""
     path = out / SETTINGS
-    known = read_json(path) if path.exists() else {}
-    if not isinstance(known, dict):
-        raise CaiError(f"{path}: not an object; use another --out, or --overwrite to clear "
-                       "the folder and start again")
+    known = read_settings(out)
     wanted = json.loads(json.dumps(config))  # as it reads back from JSON
     if stage in known:
         changed = _differences(known[stage], wanted)
         if changed:
             raise CaiError(f"{out} was made with other settings ({'; '.join(changed[:3])}"
-                           f"{'; ...' if len(changed) > 3 else ''}); use another --out, or put "
-                           "the settings back to resume")
+                           f"{'; ...' if len(changed) > 3 else ''}); use another --out, "
+                           "--overwrite to start again, or put the settings back to resume")
         return
     write_json(path, {**known, stage: wanted})  # one entry per stage that wrote here
 
