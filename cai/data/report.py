@@ -222,8 +222,11 @@ def provenance(folder: Path) -> dict[str, Any]:
 def command_history(folder: Path, seen: set[Path] | None = None) -> list[str]:
     """The commands run in `folder`, each once, after those of the folders its inputs came
     from: any path in a command line that lies in another folder with a command log (a judge
-    folder's card thus starts with the `data prompts` and `revise` that fed it)."""
+    folder's card thus starts with the `data prompts` and `revise` that fed it). Credentials
+    in URLs are hidden here too, for logs written before cai hid them when it logged."""
     import shlex
+
+    from cai.redact import redact_urls
 
     seen = seen if seen is not None else set()
     seen.add(folder.resolve())
@@ -236,7 +239,7 @@ def command_history(folder: Path, seen: set[Path] | None = None) -> list[str]:
             source = (path if path.is_dir() else path.parent).resolve()
             if path.exists() and source not in seen and (source / log.name).is_file():
                 commands += command_history(source, seen)
-        commands.append(record["command"])
+        commands.append(redact_urls(record["command"]))
     return list(dict.fromkeys(commands))
 
 
