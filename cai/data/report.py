@@ -82,7 +82,7 @@ def replies(files: dict[str, list[dict[str, Any]]]) -> list[str]:
             for key in ("completion", "chosen", "rejected"):
                 if key in r:
                     texts.append(reply_text(r[key]))
-            texts.extend(str(t) for t in r.get("responses", ()))
+            texts.extend(str(t) for t in (*r.get("responses", ()), *r.get("replies", ())))
     return texts
 
 

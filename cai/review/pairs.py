@@ -28,7 +28,8 @@ CHOICES = ("a", "b", "tie", "skip")
 @dataclass(frozen=True)
 class Pair:
     """Two replies to one prompt. `x` is the reply the data calls chosen (or the first of an
-    unjudged pair); `judge_x` is the judge's P(x better), None where no judge decided."""
+    unjudged pair); `judge_x` is the judge's P(x better), None where no judge decided;
+    `unjudged` marks a pair the judge tried and could not decide."""
 
     id: str
     prompt: list[dict[str, str]]
@@ -37,6 +38,7 @@ class Pair:
     judge_x: float | None
     principles: tuple[str, ...]
     source: str
+    unjudged: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,24 +84,32 @@ def _pair(path: Path, line: int, r: dict[str, Any]) -> Pair | None:
         prompt = [{"role": "user", "content": prompt}]
     if not isinstance(prompt, list):
         return None
+    judge_x = None
     if "chosen" in r and "rejected" in r:
         x, y = reply_text(r["chosen"]), reply_text(r["rejected"])
         judge_x = r.get("soft_label") if "margin" in r else None  # judged pairs only
-    elif "responses" in r and "pair" in r:  # unjudged: the judge could not decide
+    elif "replies" in r:  # `cai judge`'s unjudged.jsonl: the two replies it could not decide
+        x, y = (reply_text(v) for v in r["replies"])
+    elif "responses" in r and "pair" in r:  # a prompt's responses and the two compared
         i, j = r["pair"]
-        x, y, judge_x = str(r["responses"][i]), str(r["responses"][j]), None
+        x, y = str(r["responses"][i]), str(r["responses"][j])
     else:
         return None
     pid = str(r.get("pair_id") or r.get("id") or "")
     if not pid:
         pid = hashlib.sha256(json.dumps([prompt, x, y]).encode()).hexdigest()[:16]
     return Pair(pid, prompt, x, y, judge_x, tuple(r.get("principles") or ()),
-                f"{path.name}:{line}")
+                f"{path.name}:{line}", unjudged=path.name == "unjudged.jsonl")
 
 
-def sample(pairs: list[Pair], n: int | None, seed: int) -> list[Pair]:
-    """The pairs to review, in a seeded order: the same for every reviewer with one seed."""
+def sample(pairs: list[Pair], n: int | None, seed: int,
+           unjudged_first: bool = False) -> list[Pair]:
+    """The pairs to review, in a seeded order: the same for every reviewer with one seed.
+    With `unjudged_first`, the pairs the judge could not decide come before the others (and
+    into a sample of N first): a person's label is worth most where the judge had none."""
     order = sorted(pairs, key=lambda p: hashlib.sha256(f"{seed}:{p.id}".encode()).digest())
+    if unjudged_first:
+        order.sort(key=lambda p: not p.unjudged)  # stable: the seeded order within each
     return order[:n] if n else order
 
 
