@@ -107,8 +107,9 @@ def test_the_api_labels_blind_undoes_and_refuses_bad_requests(server, folder):
         assert code == status and text, (body, headers)
         assert "error" in json.loads(text), text  # a message, not a bare status
         assert not log.exists()  # nothing written
-    code, text, _ = server.request("/api/label", b"{not json", token)
-    assert code == 400 and "expected JSON" in text and not log.exists()
+    for raw in (b"{not json", b"[" * 4000):  # not JSON; nested past the parser's depth
+        code, text, _ = server.request("/api/label", raw, token)
+        assert code == 400 and "expected JSON" in text and not log.exists()
     code, saved, headers = server.request("/api/label", {"pair_id": first["pair_id"],
                                                          "choice": "a"}, token)
     assert code == 200 and not any(h.lower().startswith("access-control") for h in headers)

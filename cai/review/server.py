@@ -26,6 +26,7 @@ STATIC = Path(__file__).with_name("static")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 ANY = ("0.0.0.0", "::")  # every address of the machine
 MAX_BODY = 4096  # bytes: a label is a pair id and a choice
+EXPECTED = 'expected JSON {"pair_id": string, "choice": string}'
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
                                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
@@ -71,7 +72,7 @@ class Review:
         """Append one label; a bad one raises ValueError, a repeat Refused (nothing written).
         Nothing awaits between the check and the append, so two requests cannot both pass."""
         if not isinstance(pair_id, str) or not isinstance(choice, str):
-            raise ValueError("expected JSON {\"pair_id\": string, \"choice\": string}")
+            raise ValueError(EXPECTED)
         if choice not in CHOICES:
             raise ValueError(f"choice must be one of {', '.join(CHOICES)}")
         if pair_id not in {p.id for p in self.sample}:
@@ -144,9 +145,8 @@ def make_app(review: Review, allowed_hosts: list[str]) -> Any:
                 raise OverflowError
         try:
             return json.loads(data)
-        except ValueError:
-            raise ValueError("expected JSON {\"pair_id\": string, \"choice\": string}") \
-                from None
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
+            raise ValueError(EXPECTED) from None
 
     async def page(request: Request) -> FileResponse:
         return FileResponse(STATIC / "review.html")
@@ -160,7 +160,7 @@ def make_app(review: Review, allowed_hosts: list[str]) -> Any:
         try:
             body = await body_of(request)
             if not isinstance(body, dict):
-                raise ValueError("expected JSON {\"pair_id\": string, \"choice\": string}")
+                raise ValueError(EXPECTED)
             saved = review.label(body.get("pair_id"), body.get("choice"))
         except OverflowError:
             return JSONResponse({"error": f"a label is at most {MAX_BODY} bytes"},
