@@ -48,6 +48,7 @@ def append_shared(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
     import fcntl
 
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
