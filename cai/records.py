@@ -50,6 +50,23 @@ class JsonlWriter:
         self.close()
 
 
+def append_shared(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
+    """Append records to a JSONL file that other processes append to at the same time (the
+    processes of one `accelerate launch`): one write under an exclusive lock, so that their
+    lines never interleave."""
+    import fcntl
+
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            f.write(text)
+            f.flush()
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def repair(path: Path) -> None:
     """Cut a partial last line, which only a killed writer leaves."""
     if not path.exists() or path.stat().st_size == 0:

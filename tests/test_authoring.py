@@ -173,15 +173,41 @@ def test_induce_on_the_embedded_model_writes_a_constitution_check_accepts(tmp_pa
     text = out.read_text()
     assert "# reconstruction accuracy" in text and "held-out pairs" in text
     report = json.loads((tmp_path / "induced.report.json").read_text())
-    assert report["held_out"] == 3 and report["proposed_on"] == 3
+    assert (report["proposed_on"], report["selected_on"], report["held_out"]) == (3, 2, 1)
     assert 1 <= len(report["kept"]) <= 2
     assert all(0 <= c["accuracy"] <= 1 for c in report["candidates"])
-    from cai.authoring.induce import split
+    from cai.authoring.induce import longer_reply, split
     from cai.evals.calibration import read_gold
 
-    _, held = split(read_gold(data), 0.5, 0)
-    longer = [len(p.chosen) > len(p.rejected) for p in held]
-    assert report["longer_reply_accuracy"] == round(sum(longer) / len(longer), 4)
+    _, _, held = split(read_gold(data), 0.5, 0)
+    assert report["longer_reply_accuracy"] == longer_reply(held)
+
+
+def test_induce_chooses_on_some_pairs_and_reports_on_others():
+    """The principle that is best on the choosing pairs is kept, and its accuracy is read on
+    the reporting pairs alone, where the length baseline is read too, ties counting half."""
+    from cai.authoring.induce import choose, longer_reply, split
+    from cai.evals.calibration import GoldPair
+
+    pairs = [GoldPair(f"g{i}", (), "a reply", "another") for i in range(10)]
+    train, select, report = split(pairs, 0.6, seed=1)
+    assert (len(train), len(select), len(report)) == (4, 3, 3)
+    assert len({p.id for p in train + select + report}) == 10  # no pair in two parts
+    ids = {"select": {p.id for p in select}, "report": {p.id for p in report}}
+    # Candidate 1 is right on the choosing pairs and wrong on the others; candidate 2 the
+    # reverse. Candidate 1 is kept, at its accuracy on the reporting pairs: 0.
+    rows = [{"id": p.id, "p_chosen": {"induced-1": 0.9 if p.id in ids["select"] else 0.1,
+                                      "induced-2": 0.1 if p.id in ids["select"] else 0.9}}
+            for p in select + report]
+    candidates = [{"question": "one?", "support": 1}, {"question": "two?", "support": 5}]
+    [kept] = choose(candidates, rows, ids["select"], ids["report"], 1)
+    assert kept == {"question": "one?", "support": 1, "selection_accuracy": 1.0,
+                    "accuracy": 0.0, "selected_on": 3, "tested_on": 3}
+    # Chosen longer twice, as long once: (1 + 1 + 0.5) / 3 over every pair (leaving the tie
+    # out, as before, gave 1.0 on another denominator).
+    assert longer_reply([GoldPair("a", (), "long one", "short"),
+                         GoldPair("b", (), "longer one", "short"),
+                         GoldPair("c", (), "same", "same")]) == 0.8333
 
 
 def test_a_models_reading_of_clarity_is_marked_as_opinion_and_never_strict():

@@ -137,6 +137,23 @@ def test_status_and_collect_work_from_a_fresh_process(tmp_path):
     assert summary(out)["finished"] and summary(out)["cache_hits"] == 3
 
 
+def test_a_base_url_with_credentials_is_recorded_without_them(tmp_path):
+    """batches.json keeps the URL with its password hidden; collect gets it back whole from
+    --base-url, and without it says so."""
+    out = tmp_path / "out"
+    with StubServer(batches=BatchStore(polls=0)) as server:
+        secret = server.url.replace("http://", "http://me:hunter2@")
+        stage = batched_sample(tmp_path, server, out)
+        stage[stage.index(server.url)] = secret
+        cai(*stage)
+        [record] = state(out)
+        assert record["base_url"].startswith("http://***@127.0.0.1:")
+        assert "hunter2" not in (out / "batches.json").read_text()
+        with pytest.raises(CaiError, match="pass that URL again with --base-url"):
+            cai("batch", "collect", "--out", out)
+        assert "collected 1 batch" in cai("batch", "collect", "--out", out, "--base-url", secret)
+
+
 def test_revise_finishes_after_one_pass_per_step(tmp_path):
     out = tmp_path / "out"
     with StubServer(batches=BatchStore()) as server:

@@ -235,3 +235,67 @@ def test_a_reference_model_answers_the_prompts_of_answers_made_elsewhere(answers
     assert len(reference) == len(ANSWERS) and all(r["model"] == "fake:echo" for r in reference)
     r = json.loads((out / "report.json").read_text())
     assert r["pairs"] == len(ANSWERS) and r["win_rate"] == 0.5  # "B" in both orders: ties
+
+
+def judgement(i, win, kind="helpful"):
+    """A judgements.jsonl row as `grade` writes it, with the evaluator's P(policy better)."""
+    row = {"id": f"a{i}", "kind": kind, "category": None, "refusal": "none", "length": 10,
+           "hedged": False, "boilerplate": [], "premise_corrected": False}
+    return row if win == "-" else {**row, "win": win, "reference_length": 10}
+
+
+def test_undecided_comparisons_count_as_ties_and_coverage_says_how_many(tmp_path):
+    """As in `cai eval judge`: a comparison the evaluator could not decide counts 0.5, so the
+    hard prompts stay in the win rate (dropping it gave 2/3 here)."""
+    from cai.evals.policy import JUDGEMENTS, build_report
+    from cai.records import write_jsonl
+
+    write_jsonl(tmp_path / JUDGEMENTS, [judgement(0, 1.0), judgement(1, 1.0),
+                                        judgement(2, 0.0), judgement(3, None),
+                                        judgement(4, "-")])  # a4 has no reference answer
+    r = build_report(tmp_path, {})
+    assert (r["win_rate"], r["pairs"], r["unjudged_wins"], r["win_coverage"]) == \
+        (0.625, 4, 1, 0.75)
+
+
+def test_an_answer_whose_reference_has_another_prompt_is_an_error_with_its_id(answers,
+                                                                               tmp_path):
+    reference = tmp_path / "ref.jsonl"
+    rows = [json.loads(line) for line in answers.read_text().splitlines()]
+    rows[2]["prompt"] = "Something else entirely?"
+    reference.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = cai("eval", "policy", "--responses", answers, "--reference-responses", reference,
+                 "--evaluator", "fake:fixed:A", "--out", tmp_path / "e")
+    assert result.returncode == 2 and result.stderr.count("error:") == 1
+    assert "answer 's3' and the reference answer with that id have different prompts" in \
+        result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "e" / "judgements.jsonl").exists()  # nothing was graded
+
+
+@pytest.mark.parametrize("answered", ["suite", "responses"])
+def test_a_dry_run_writes_nothing_and_counts_the_evaluators_requests(answered, answers,
+                                                                     tmp_path):
+    """The estimate counts what a real run then sends, stage by stage: the policy's and the
+    reference's answers, and the evaluator's readings and comparisons."""
+    suite = tmp_path / "suite.jsonl"
+    suite.write_text("".join(json.dumps({"id": i, "prompt": p, "kind": k, "category": c})
+                             + "\n" for i, p, k, c, _ in ANSWERS))
+    what = ["--model", "fake:echo", "--suite", suite] if answered == "suite" else [
+        "--responses", answers]
+    args = ["eval", "policy", *what, "--reference", "fake:fixed:B", "--evaluator",
+            "fake:fixed:A", "--no-cache", "--out", tmp_path / "out" / "e"]
+    dry = cai(*args, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert not (tmp_path / "out").exists()  # not even the folder
+    estimate = {e["stage"]: e["requests"] for e in json.loads(dry.stdout)["dry_run"]}
+    assert cai(*args).returncode == 0
+    summaries = {f"eval-{name}{side}": tmp_path / "out" / "e" / folder / f"{name}.summary.json"
+                 for folder, side in (("", ""), ("reference", "-reference"))
+                 for name in ("answer", "grade")}
+    sent = {stage: json.loads(path.read_text())["requests"] for stage, path in summaries.items()
+            if path.exists()}
+    # 8 refusal readings and 2 false-premise checks each side, 2 orders of 8 comparisons
+    assert sent == {**({"eval-answer": 8} if answered == "suite" else {}),
+                    "eval-answer-reference": 8, "eval-grade": 8 + 2 + 16,
+                    "eval-grade-reference": 8 + 2}
+    assert estimate == {**sent, "total": sum(sent.values())}

@@ -137,6 +137,30 @@ def test_two_grpo_steps_on_the_cpu_with_the_embedded_judge(prompts, tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
 
 
+@needs_local
+@needs_train
+@pytest.mark.slow
+def test_every_process_of_a_launch_logs_its_completions(prompts, tmp_path):
+    """Two processes (torchrun on the CPU), one completions.jsonl: each process's groups are
+    in it, every line whole (only process 0 logged before)."""
+    config = tmp_path / "t.yaml"
+    config.write_text("trl:\n  max_steps: 1\n  num_generations: 2\n"
+                      "  per_device_train_batch_size: 2\n  max_completion_length: 8\n")
+    from cai.training.checkpoints import resolve_model
+
+    resolve_model("local")  # converted once here: two processes converting at once collide
+    out = tmp_path / "grpo"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "cai",
+         "train", "grpo", "--prompts", str(prompts), "--model", "local", "--judge", "local",
+         "--out", str(out), "--lora", "--config", str(config)],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    judged = list(read_jsonl(out / "completions.jsonl"))
+    assert sorted(r["process"] for r in judged) == [0, 0, 1, 1]
+    assert all(r["step"] == 1 and r["completion"] for r in judged)
+
+
 def test_the_completions_log_starts_afresh_or_from_the_checkpoint(tmp_path):
     from cai.training.grpo import completions_log
 
@@ -177,3 +201,44 @@ def test_the_judge_reward_serves_a_trl_script_of_ones_own(tmp_path):
     assert reward.steps[0]["flip_rate"] == 1.0
     logged = list(read_jsonl(tmp_path / "completions.jsonl"))
     assert [r["id"] for r in logged] == ["a", "a", "b", "b"] and logged[1]["length"] == 4
+
+
+def test_the_pairwise_reward_refuses_a_group_of_two_prompts(tmp_path):
+    """Completions are compared within their group: a group whose completions answer two
+    prompts (a reward whose num_generations is not the trainer's) is an error, not a score."""
+    import asyncio
+
+    import cai
+    from cai.errors import CaiError
+
+    async def main():
+        session = cai.Session(cache_path=tmp_path / "cache.sqlite")
+        judge = cai.Judge(session.client("fake:fixed:A"), cai.Templates(),
+                          cai.load_constitution("harmless"))
+        reward = cai.JudgeReward(judge, mode="pairwise", num_generations=2)
+        try:
+            one, two = ([{"role": "user", "content": t}] for t in ("Name a colour.", "Hi."))
+            return await reward(prompts=[one, one, one, two],
+                                completions=[[{"role": "assistant", "content": c}]
+                                             for c in ("Blue.", "Red.", "Green.", "Hello.")])
+        finally:
+            await session.close()
+
+    with pytest.raises(CaiError, match="completions 2-3 as one group, but they answer 2 "
+                                       "prompts"):
+        asyncio.run(main())
+
+
+def test_processes_appending_at_once_leave_whole_lines(tmp_path):
+    """completions.jsonl is written by every process of a launch at once."""
+    log = tmp_path / "completions.jsonl"
+    script = ("import sys; from cai.records import append_shared\n"
+              "for n in range(200):\n"
+              "    append_shared(sys.argv[1], [{'process': sys.argv[2], 'n': n, "
+              "'completion': sys.argv[2] * 20000}] * 2)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(log), str(k)])
+             for k in range(3)]
+    assert [p.wait(120) for p in procs] == [0, 0, 0]
+    rows = list(read_jsonl(log))
+    assert len(rows) == 3 * 200 * 2
+    assert all(r["completion"] == r["process"] * 20000 for r in rows)

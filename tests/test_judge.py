@@ -124,6 +124,14 @@ def test_text_verdicts_and_unparsed_answers_are_kept(responses, tmp_path):
     assert len(unjudged) == 1
     raw = [o["raw"] for j in unjudged[0]["judgements"] for o in (j["x_first"], j["x_second"])]
     assert "I like both." in raw
+    # The pair goes with its two replies, so that people can label it in `cai review`.
+    from cai.review.pairs import read_pairs
+
+    [pair] = [p for p in read_pairs(tmp_path / "j") if p.unjudged]
+    source = {r["id"]: r for r in read_jsonl(responses)}[unjudged[0]["id"]]["responses"]
+    i, j = unjudged[0]["pair"]
+    assert pair.id == unjudged[0]["pair_id"] and pair.judge_x is None
+    assert [pair.x, pair.y] == unjudged[0]["replies"] == [source[i], source[j]]
 
 
 def test_a_server_without_logprobs_falls_back_to_text(responses, tmp_path):

@@ -135,6 +135,6 @@ def test_the_card_lists_the_commands_that_fed_the_folder(tmp_path):
         cai(*command.split()[1:], cwd=tmp_path)
     cai("report", tmp_path / "b")  # from another folder
     card = (tmp_path / "b" / "README.md").read_text()
-    assert f"```\n{revise}\n{judge}\n```" in card
+    assert f"```shell\n{revise}\n{judge}\n```" in card
     assert json.loads((tmp_path / "b" / "report.json").read_text())["provenance"][
         "commands"] == [revise, judge]

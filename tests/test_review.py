@@ -2,7 +2,6 @@
 hostile text, and a real headless browser labelling by keyboard."""
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -16,9 +15,7 @@ from cai.records import read_jsonl, write_jsonl
 from cai.review.pairs import append
 from cai.review.stats import review_stats
 from tests.conftest import free_port
-
-HOSTILE = ["<script>window.pwned = 1</script>Hello",
-           '<img src=x onerror="window.pwned = 2"> an image']
+from tests.hostile import STRINGS, assert_inert, hostile
 
 
 def reply(text):
@@ -36,9 +33,10 @@ def judged(i, principle="alpha", x="a fine answer", y="a worse answer"):
 def folder(tmp_path):
     d = tmp_path / "judge"
     write_jsonl(d / "prefs.jsonl", [judged(1), judged(2), judged(3, "beta")])
-    write_jsonl(d / "low_margin.jsonl", [judged(4, "beta", *HOSTILE)])
+    write_jsonl(d / "low_margin.jsonl", [judged(4, "beta", hostile(0), hostile(1))])
     write_jsonl(d / "unjudged.jsonl", [{"id": "q5", "pair_id": "p5", "prompt": "Q5?",
-                                        "responses": ["one", "two"], "pair": [0, 1]}])
+                                        "pair": [0, 2], "replies": ["one", "two"],
+                                        "reason": "no principle had both orders parsed"}])
     return d
 
 
@@ -62,7 +60,7 @@ class Server:
                 time.sleep(0.1)
 
     def request(self, path, body=None, headers=None):
-        data = None if body is None else json.dumps(body).encode()
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, headers={
             "Content-Type": "application/json", **(headers or {})},
             method="GET" if body is None else "POST")
@@ -99,13 +97,25 @@ def test_the_api_labels_blind_undoes_and_refuses_bad_requests(server, folder):
         ({"pair_id": first["pair_id"], "choice": "a"}, {"X-Review-Token": "wrong"}, 403),
         ({"pair_id": first["pair_id"], "choice": "maybe"}, token, 400),
         ({"pair_id": "no-such-pair", "choice": "a"}, token, 400),
+        ({"pair_id": [first["pair_id"]], "choice": "a"}, token, 400),  # a list: was a 500
+        ({"pair_id": first["pair_id"], "choice": ["a"]}, token, 400),
+        ([first["pair_id"], "a"], token, 400),
+        ("not an object", token, 400),
+        ({"pair_id": first["pair_id"], "choice": "a", "pad": "x" * 5000}, token, 413),
     ]:
         code, text, _ = server.request("/api/label", body, headers)
         assert code == status and text, (body, headers)
+        assert "error" in json.loads(text), text  # a message, not a bare status
         assert not log.exists()  # nothing written
+    for raw in (b"{not json", b"[" * 4000):  # not JSON; nested past the parser's depth
+        code, text, _ = server.request("/api/label", raw, token)
+        assert code == 400 and "expected JSON" in text and not log.exists()
     code, saved, headers = server.request("/api/label", {"pair_id": first["pair_id"],
                                                          "choice": "a"}, token)
     assert code == 200 and not any(h.lower().startswith("access-control") for h in headers)
+    # The same label again (a repeated request) is refused and writes nothing.
+    again = server.request("/api/label", {"pair_id": first["pair_id"], "choice": "b"}, token)
+    assert again[0] == 409 and "labelled already" in again[1]
     [line] = list(read_jsonl(log))
     assert line["pair_id"] == first["pair_id"] and line["reviewer"] == "alice"
     assert line["choice"] == "a" and line["order"] in ("xy", "yx") and line["time"]
@@ -149,74 +159,190 @@ def test_an_empty_folder_and_a_port_in_use_are_one_error_line(tmp_path, folder, 
     assert "Traceback" not in done.stderr + busy.stderr
 
 
-def label(log, reviewer, pair, said, undo_first=None):
-    """A label meaning `said` (x or y or tie), written as the page writes it."""
-    if undo_first:
-        append(log, {"event": "label", "pair_id": pair, "reviewer": reviewer, "order": "xy",
-                     "choice": undo_first})
-        append(log, {"event": "undo", "pair_id": pair, "reviewer": reviewer})
-    choice = {"x": "a", "y": "b", "tie": "tie"}[said]
-    append(log, {"event": "label", "pair_id": pair, "reviewer": reviewer, "order": "xy",
+def label(log, reviewer, pair, said, order="xy"):
+    """A label meaning `said` (x, y or tie), written as the page writes it when it showed the
+    pair in `order`."""
+    choice = "tie" if said == "tie" else "a" if (said == "x") == (order == "xy") else "b"
+    append(log, {"event": "label", "pair_id": pair, "reviewer": reviewer, "order": order,
                  "choice": choice})
 
 
 def test_stats_on_made_up_labels(folder):
+    """Two reviewers; an undone label, a tie, a skip, a split and an unjudged pair."""
     log = folder / "reviews.jsonl"
-    for pair, said in [("p1", "x"), ("p3", "x"), ("p4", "tie"), ("p5", "x")]:
-        label(log, "alice", pair, said)
-    label(log, "alice", "p2", "y", undo_first="a")  # an undone label does not count
-    for pair, said in [("p1", "x"), ("p2", "x"), ("p3", "y")]:
-        label(log, "bob", pair, said)
+    for pair, said, order in [("p1", "x", "xy"), ("p3", "x", "yx"), ("p4", "tie", "xy"),
+                              ("p5", "x", "xy")]:
+        label(log, "alice", pair, said, order)
+    label(log, "alice", "p2", "x")
+    append(log, {"event": "undo", "pair_id": "p2", "reviewer": "alice"})  # it does not count
+    label(log, "alice", "p2", "y", "yx")
+    for pair, said, order in [("p1", "x", "yx"), ("p2", "x", "xy"), ("p3", "y", "xy")]:
+        label(log, "bob", pair, said, order)
     append(log, {"event": "label", "pair_id": "p4", "reviewer": "bob", "order": "yx",
                  "choice": "skip"})
     s = review_stats(folder)
-    assert s["labelled"] == 8 and s["ties"] == 1 and s["reviewers"] == {"alice": 5, "bob": 3}
-    # The judge chose x in p1-p4; people decided 6 of those: 4 agree.
-    assert s["judge_decided"] == 6 and s["agreement_with_judge"] == round(4 / 6, 4)
-    assert s["agreement_with_judge_ci95"] == [round(v, 4) for v in wilson(4, 6)]
-    assert s["kappa"] == 0.0  # a judge that always says x agrees no better than chance
-    assert s["by_principle"]["alpha"]["agreement_with_judge"] == 0.75
-    assert s["by_principle"]["beta"]["agreement_with_judge"] == 0.5
+    assert (s["labels"], s["pairs"], s["ties"]) == (8, 5, 1)
+    assert s["reviewers"] == {"alice": 5, "bob": 3}
+    # p2 and p3 split one against one, p4 has a tie alone: no majority. Of the judge's pairs
+    # (p1-p4) only p1 has a verdict from the people, and it agrees.
+    assert s["pairs_without_majority"] == 3 and s["judge_decided"] == 1
+    assert s["agreement_with_judge"] == 1.0 and s["kappa"] is None  # one pair: undefined
+    assert s["agreement_with_judge_ci95"] == [round(v, 4) for v in wilson(1, 1)]
+    assert s["by_principle"]["alpha"]["pairs"] == 1
+    assert s["by_principle"]["beta"] == {"pairs": 0, "agreement_with_judge": None,
+                                         "agreement_with_judge_ci95": None, "kappa": None}
+    # Over p1-p3, both decided: positions (A = 1) in each pair's order (its first label's:
+    # xy, yx, yx) are alice 1, 1, 0 and bob 1, 0, 1: agreement 1/3, kappa (1/3 - 5/9) / (4/9).
     [between] = s["between_reviewers"]
-    assert between == {"reviewers": ["alice", "bob"], "n": 3, "agreement": 0.3333,
+    assert between == {"reviewers": ["alice", "bob"], "pairs": 3, "agreement": 0.3333,
                        "kappa": -0.5}
     gold = list(read_jsonl(folder / "gold.jsonl"))
-    assert [g["id"] for g in gold] == ["p1", "p5"]  # p2, p3 split; p4 a tie
+    assert [g["id"] for g in gold] == ["p1", "p5"] and s["unjudged_in_gold"] == 1
     assert gold[0]["chosen"] == reply("a fine answer") and gold[1]["chosen"] == reply("one")
+    assert gold[0]["votes"] == {"x": 2, "y": 0, "tie": 0} and gold[1]["judge_x"] is None
     assert json.loads((folder / "review_stats.json").read_text())["gold_pairs"] == 2
     out = subprocess.run([sys.executable, "-m", "cai", "review", "stats", str(folder),
                           "--json"], capture_output=True, text=True, timeout=60)
-    assert json.loads(out.stdout)["labelled"] == 8  # only JSON on stdout
+    assert json.loads(out.stdout)["labels"] == 8  # only JSON on stdout
 
 
-def test_a_browser_labels_three_pairs_by_keyboard_and_runs_no_hostile_text(folder, browser,
-                                                                            tmp_path):
-    s = Server(folder)
+def balanced(tmp_path, n=20):
+    """n judged pairs, the judge's choice x in each; q0..q9 shown x first, the rest second."""
+    d = tmp_path / "balanced"
+    write_jsonl(d / "prefs.jsonl", [judged(i) for i in range(n)])
+    return d, [("xy" if i < n // 2 else "yx") for i in range(n)]
+
+
+def test_kappa_is_over_the_position_chosen_and_near_0_8_at_90_percent(tmp_path):
+    """A reviewer agrees with the judge on 18 of 20 pairs, on a sample balanced between the
+    two positions: agreement 0.9, kappa exactly 0.8 (the old kappa over `x or y` was 0.0,
+    since the judge's label is always x)."""
+    d, orders = balanced(tmp_path)
+    log = d / "reviews.jsonl"
+    for i, order in enumerate(orders):
+        label(log, "alice", f"p{i}", "y" if i in (0, 10) else "x", order)
+    s = review_stats(d)
+    assert (s["pairs"], s["judge_decided"], s["agreement_with_judge"]) == (20, 20, 0.9)
+    assert s["kappa"] == 0.8
+    assert s["agreement_with_judge_ci95"] == [round(v, 4) for v in wilson(18, 20)]
+
+
+def test_several_reviewers_of_a_pair_count_once_and_their_agreement_apart(tmp_path):
+    """Bob labels the same 20 pairs (seeing his own orders) and differs from alice on p1 and
+    p11: those two split, and the other 18 count once each, by their majority."""
+    d, orders = balanced(tmp_path)
+    log = d / "reviews.jsonl"
+    for i, order in enumerate(orders):
+        label(log, "alice", f"p{i}", "y" if i in (0, 10) else "x", order)
+    for i, order in enumerate(orders):
+        said = "y" if i in (0, 10, 1, 11) else "x"
+        label(log, "bob", f"p{i}", said, "yx" if order == "xy" else "xy")
+    s = review_stats(d)
+    assert (s["labels"], s["pairs"], s["pairs_without_majority"]) == (40, 20, 2)
+    # 18 pairs, 16 agree; in those 18 both raters say A on 9 pairs: kappa (16/18 - 1/2) / (1/2)
+    assert (s["judge_decided"], s["agreement_with_judge"], s["kappa"]) == (18, 0.8889, 0.7778)
+    assert s["agreement_with_judge_ci95"] == [round(v, 4) for v in wilson(16, 18)]
+    assert s["between_reviewers"] == [{"reviewers": ["alice", "bob"], "pairs": 20,
+                                       "agreement": 0.9, "kappa": 0.8}]
+    out = subprocess.run([sys.executable, "-m", "cai", "review", "stats", str(d)],
+                         capture_output=True, text=True, timeout=60)
+    said = " ".join(out.stdout.split())
+    assert "labelled: 20 pairs, 40 labels (alice 20, bob 20; 0 ties; 2 pairs without a " \
+        "majority)" in said
+    assert "agreement with the judge: 0.8889 over 18 pairs it decided" in said
+    assert "kappa 0.7778 over the position chosen" in said
+    assert "between alice and bob: agreement 0.9, kappa 0.8 over 20 pairs" in said
+
+
+def test_unjudged_pairs_come_first_when_asked(folder):
+    s = Server(folder, "--unjudged-first")
+    try:
+        first = s.get("/api/next")
+        assert first["pair_id"] == "p5" and {first["a"], first["b"]} == {"one", "two"}
+    finally:
+        s.stop()
+
+
+def test_the_page_cannot_be_framed(server):
+    for path in ("/", "/api/next", "/static/review.js"):
+        req = urllib.request.Request(server.url + path)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.headers["X-Frame-Options"] == "DENY"
+            assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+            assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize(("host", "warns"), [("0.0.0.0", True), ("localhost", False)])
+def test_the_url_it_prints_works_for_any_host(folder, host, warns):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cai", "review", str(folder), "--no-browser",
+                             "--port", str(port), "--host", host, "--reviewer", "alice"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = line.split(" at ")[1].split()[0]
+        assert url.endswith(f":{port}/"), line
+        deadline = time.time() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "api/next", timeout=10) as r:
+                    assert r.status == 200 and "pair_id" in json.loads(r.read())
+                break
+            except urllib.error.URLError:
+                assert time.time() < deadline and proc.poll() is None
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=10)
+    assert ("warning: serving on" in stderr) == warns, stderr
+
+
+def test_a_browser_labels_by_keyboard_once_per_press_and_runs_no_hostile_text(
+        tmp_path, browser):
+    """The review page over pairs whose prompts, replies and judge questions are hostile:
+    nothing runs, the text shows as text. Two key presses in one moment, or a held key,
+    label one pair once."""
+    d = tmp_path / "judge"
+    rows = [judged(i, x=hostile(i), y=hostile(i + 1)) for i in range(len(STRINGS))]
+    for i, r in enumerate(rows):
+        r["prompt"] = [{"role": "user", "content": hostile(i + 2)}]
+    write_jsonl(d / "prefs.jsonl", rows)
+    s = Server(d, "--sample", "3")
     try:
         page = browser.new_page()
+        posted = []
+        page.on("request", lambda r: posted.append(r.url) if r.method == "POST" else None)
         page.goto(s.url + "/")
         page.wait_for_selector("#pair:not([hidden])")
-        seen, hostile = [], 0
-        for n, key in enumerate(("a", "b", "t", "s", "s")):
-            page.wait_for_function("document.getElementById('a').textContent.length > 0")
-            seen.append(page.locator("#progress").inner_text())
-            text = page.locator(".replies").inner_text()
-            if HOSTILE[0] in text:  # shown as characters, and nothing of it ran
-                assert HOSTILE[1] in text and page.evaluate("window.pwned") is None
-                assert page.locator(".replies script, .replies img").count() == 0
-                hostile += 1
-                page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
-            page.keyboard.press(key)
-            if n < 4:
-                page.wait_for_function(f"document.getElementById('progress').textContent"
-                                       f".startsWith('{n + 1} of 5')")
-        assert seen == [f"{n} of 5 labelled" for n in range(5)] and hostile == 1
+        page.wait_for_function("() => document.getElementById('a').textContent.length > 0")
+        ids = {r["pair_id"]: i for i, r in enumerate(rows)}
+        current = s.get("/api/next")["pair_id"]
+        i = ids[current]
+        assert_inert(page, [hostile(i), hostile(i + 1), hostile(i + 2)],
+                     scripts=[s.url + "/static/review.js"])
+        page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
+        # Two presses before either request is answered: one label.
+        page.evaluate("""() => { for (const k of ['a', 'a'])
+            document.dispatchEvent(new KeyboardEvent('keydown', {key: k})); }""")
+        page.wait_for_function("() => document.getElementById('progress').textContent"
+                               ".startsWith('1 of 3')")
+        # A held key repeats: one label for it too.
+        page.keyboard.down("b")
+        page.keyboard.down("b")
+        page.keyboard.down("b")
+        page.keyboard.up("b")
+        page.wait_for_function("() => document.getElementById('progress').textContent"
+                               ".startsWith('2 of 3')")
+        page.keyboard.press("t")
         page.wait_for_selector("#done:not([hidden])")
         assert page.locator("#progress").inner_text() == "all labelled"
+        assert page.locator("#error").is_hidden()
         assert set(s.get("/api/next")) == {"token"}  # the sample is done: the token alone
+        assert posted == [s.url + "/api/label"] * 3  # the page sent no second request
+        assert_inert(page, scripts=[s.url + "/static/review.js"])
         page.close()
     finally:
         s.stop()
-    labelled = [r for r in read_jsonl(folder / "reviews.jsonl") if r["choice"] != "skip"]
+    labelled = list(read_jsonl(d / "reviews.jsonl"))
     assert [r["choice"] for r in labelled] == ["a", "b", "tie"]
-    assert os.path.getsize(folder / "reviews.jsonl") > 0
+    assert len({r["pair_id"] for r in labelled}) == 3

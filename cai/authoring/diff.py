@@ -145,6 +145,7 @@ def build_report(old: Constitution, new: Constitution, out: Path, evaluation: di
         "win_rate": evaluation.get("win_rate"), "win_rate_ci95": evaluation.get("win_rate_ci95"),
         "win_rate_length_controlled": evaluation.get("win_rate_length_controlled"),
         "length_ratio": evaluation.get("length_ratio"),
+        "win_coverage": evaluation.get("win_coverage"),
         "detectors": {k: {"old": ref.get(k), "new": evaluation.get(k),
                           "delta": None if ref.get(k) is None or evaluation.get(k) is None
                           else round(evaluation[k] - ref[k], 4)} for k in RATES},

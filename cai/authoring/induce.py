@@ -3,6 +3,11 @@ Inverse Constitutional AI (Findeis et al., 2024): propose a principle per pair, 
 duplicates, test each as a judge question on held-out pairs with cai's own judge (both
 orders), and keep the K whose verdicts best reconstruct the people's choices.
 
+The held-out pairs are split in two: the K are chosen by their accuracy on one half, and the
+accuracy reported is on the other, which took no part in choosing (the best of many on the
+pairs that chose them is biased upward). The "prefer the longer reply" baseline is measured
+on the same reporting pairs, a tie in length counting half as a tie in a verdict does.
+
 Built on cai's judge, templates, cache and stage runner rather than on a third-party
 pipeline, so that its requests resume, are cached and are budgeted like any other.
 """
@@ -36,11 +41,14 @@ _QUESTION = re.compile(r"(Which (?:reply|response)[^?\n]{3,200}\?)", re.IGNORECA
 
 
 def split(pairs: list[GoldPair], holdout: float, seed: int) -> tuple[list[GoldPair],
+                                                                       list[GoldPair],
                                                                        list[GoldPair]]:
-    """Propose on some pairs and test on the others, by a seeded hash of each id."""
+    """Propose on some pairs, select on some held-out pairs and report on the others, by a
+    seeded hash of each id; the three never share a pair."""
     order = sorted(pairs, key=lambda p: hashlib.sha256(f"{seed}:{p.id}".encode()).digest())
-    n = max(1, round(holdout * len(order))) if len(order) > 1 else 0
-    return order[n:], order[:n]
+    n = max(2, round(holdout * len(order))) if len(order) > 2 else 0
+    held = order[:n]
+    return order[n:], held[::2], held[1::2]
 
 
 def question_of(text: str) -> str | None:
@@ -97,8 +105,8 @@ def _principle(i: int, question: str) -> Principle:
 async def test(candidates: list[dict[str, Any]], pairs: list[GoldPair], client: Client,
                templates: Templates, out: Path, session: Session,
                seed: int) -> list[dict[str, Any]]:
-    """Each candidate as a judge question on the held-out pairs: its reconstruction accuracy
-    (a tie counts half, an unjudged pair too)."""
+    """Each candidate as a judge question on the held-out pairs: one row per pair of each
+    candidate's P(the people's choice is better)."""
     const = Constitution("candidates", "0", "induced", tuple(
         _principle(i, c["question"]) for i, c in enumerate(candidates)))
     judge = Judge(client, templates, const, JudgeSettings(principles="all", seed=seed))
@@ -113,12 +121,36 @@ async def test(candidates: list[dict[str, Any]], pairs: list[GoldPair], client: 
                     config={"judge": client.spec, "model_identity": client.identity,
                             "candidates": [c["question"] for c in candidates], "seed": seed},
                     session=session)
-    rows = list(read_jsonl(out / "tests.jsonl"))
+    return list(read_jsonl(out / "tests.jsonl"))
+
+
+def accuracy(rows: list[dict[str, Any]], i: int, ids: set[str]) -> float | None:
+    """Candidate i's reconstruction accuracy over the pairs `ids` (a tie counts half, an
+    unjudged pair too)."""
+    scores = [_credit(r["p_chosen"].get(f"induced-{i + 1}")) for r in rows if r["id"] in ids]
+    return round(sum(scores) / len(scores), 4) if scores else None
+
+
+def choose(candidates: list[dict[str, Any]], rows: list[dict[str, Any]], select: set[str],
+           report: set[str], k: int) -> list[dict[str, Any]]:
+    """The K best candidates by their accuracy on the `select` pairs, each with its accuracy
+    on the `report` pairs beside it: the figure to believe."""
     for i, c in enumerate(candidates):
-        scores = [_credit(r["p_chosen"].get(f"induced-{i + 1}")) for r in rows]
-        c.update(accuracy=round(sum(scores) / len(scores), 4) if scores else None,
-                 tested_on=len(scores))
-    return candidates
+        c.update(selection_accuracy=accuracy(rows, i, select),
+                 accuracy=accuracy(rows, i, report),
+                 selected_on=sum(r["id"] in select for r in rows),
+                 tested_on=sum(r["id"] in report for r in rows))
+    return sorted(candidates, key=lambda c: (-(c["selection_accuracy"] or 0),
+                                             -c["support"]))[:k]
+
+
+def longer_reply(pairs: list[GoldPair]) -> float | None:
+    """How often "prefer the longer reply" reproduces the people's choice, over every pair
+    (equal lengths count half, as a tie does for a principle)."""
+    scores = [0.5 if len(p.chosen) == len(p.rejected) else float(len(p.chosen) >
+                                                                   len(p.rejected))
+              for p in pairs]
+    return round(sum(scores) / len(scores), 4) if scores else None
 
 
 def _credit(p: float | None) -> float:
@@ -130,9 +162,10 @@ def write_constitution(path: Path, kept: list[dict[str, Any]], source: str,
     """The induced constitution, each principle's measured accuracy in a comment; checked."""
     lines = [f"# Induced by `cai constitution induce` from {source}, after Inverse",
              "# Constitutional AI: each principle's reconstruction accuracy is the share of",
-             "# held-out pairs whose human choice its judge question reproduces.",
-             *([f"# For comparison, 'prefer the longer reply' reproduces {length:.2f}."]
-               if length is not None else []),
+             "# held-out pairs whose human choice its judge question reproduces, on pairs",
+             "# that took no part in choosing it.",
+             *([f"# For comparison, 'prefer the longer reply' reproduces {length:.2f} of the "
+                "same pairs."] if length is not None else []),
              "name: induced", 'version: "1"',
              f"description: {json.dumps(f'Principles learned from {source}.')}",
              "principles:"]
@@ -157,24 +190,22 @@ async def induce(pairs: list[GoldPair], out: Path, *, k: int, holdout: float, cl
                  templates: Templates, session: Session, seed: int = 0,
                  source: str = "preference pairs") -> dict[str, Any]:
     work = work_folder(out)
-    train, held = split(pairs, holdout, seed)
+    train, select, held = split(pairs, holdout, seed)
     if not held or not train:
-        raise CaiError(f"{len(pairs)} pairs cannot be split into proposing and testing; give "
-                       "at least 2, or change --holdout")
+        raise CaiError(f"{len(pairs)} pairs cannot be split into proposing, choosing and "
+                       "reporting; give at least 3, or change --holdout")
     candidates = merge(await propose(train, client, templates, work, session, seed))
     if not candidates:
         raise CaiError(f"no principle could be read from the model's replies; see "
                        f"{work / 'failed.jsonl'}")
-    tested = await test(candidates[:CANDIDATES], held, client, templates, work, session, seed)
-    kept = sorted(tested, key=lambda c: (-(c["accuracy"] or 0), -c["support"]))[:k]
-    longer = [float(len(p.chosen) > len(p.rejected)) for p in held
-              if len(p.chosen) != len(p.rejected)]
-    length = sum(longer) / len(longer) if longer else None
+    tested = candidates[:CANDIDATES]
+    rows = await test(tested, select + held, client, templates, work, session, seed)
+    kept = choose(tested, rows, {p.id for p in select}, {p.id for p in held}, k)
+    length = longer_reply(held)
     const = write_constitution(out, kept, source, length)
     report = {"constitution": str(out), "sha256": const.sha256, "pairs": len(pairs),
-              "proposed_on": len(train), "held_out": len(held),
+              "proposed_on": len(train), "selected_on": len(select), "held_out": len(held),
               "candidates": tested, "kept": [c["question"] for c in kept],
-              "longer_reply_accuracy": None if length is None else round(length, 4),
-              "model": client.spec}
+              "longer_reply_accuracy": length, "model": client.spec}
     write_json(out.with_name(f"{out.stem}.report.json"), report)
     return report

@@ -26,14 +26,19 @@ def batch_group() -> None:
     """
 
 
+BASE_URL = click.option("--base-url", "base_urls", multiple=True, help="The server's URL, "
+                        "where it holds credentials (cai records it with them hidden).")
+
+
 @batch_group.command("status")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="The output folder of the stage that was run with --batch.")
-def batch_status(out: str) -> None:
+@BASE_URL
+def batch_status(out: str, base_urls: tuple[str, ...]) -> None:
     """Show each batch's state, refreshed from its provider."""
     from cai.models.provider_batch import status
 
-    for b in asyncio.run(status(Path(out))):  # one line each, ids whole for copying
+    for b in asyncio.run(status(Path(out), base_urls)):  # one line each, ids whole for copying
         counts = ", ".join(f"{k} {v}" for k, v in (b.get("counts") or {}).items() if v)
         collected = f"collected {b['collected_at']}" if b["collected"] else "not collected"
         console.print(f"{b['id']}  {b['model']}  {b['requests']} requests  {b['status']} "
@@ -46,14 +51,15 @@ def batch_status(out: str) -> None:
               help="The output folder of the stage that was run with --batch.")
 @click.option("--cache", "cache_path", default=None, type=click.Path(dir_okay=False),
               help="Response cache to write into [default: the one the stage ran with].")
-def batch_collect(out: str, cache_path: str | None) -> None:
+@BASE_URL
+def batch_collect(out: str, cache_path: str | None, base_urls: tuple[str, ...]) -> None:
     """Download finished batches' results into the response cache."""
     from cai.models.cache import ResponseCache
     from cai.models.provider_batch import collect
 
     cache = ResponseCache(cache_path) if cache_path else None
     try:
-        t = asyncio.run(collect(Path(out), cache))
+        t = asyncio.run(collect(Path(out), cache, base_urls))
     finally:
         if cache is not None:
             cache.close()

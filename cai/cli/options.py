@@ -131,7 +131,7 @@ def run_and_report(session: Any, job: Coroutine[Any, Any, Any]) -> Any:
 
 def log_command(out: Path) -> None:
     """Append the command line to `out/command_log.jsonl`, for the dataset card (`cai
-    report`): how the data was made, in the user's own words."""
+    report`): how the data was made, in the user's own words, credentials in URLs hidden."""
     import json
     import os
     import shlex
@@ -139,8 +139,10 @@ def log_command(out: Path) -> None:
     from datetime import datetime, timezone
     from importlib.metadata import version
 
+    from cai.redact import redact_urls
+
     line = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": shlex.join(["cai", *sys.argv[1:]]), "cwd": os.getcwd(),
+            "command": redact_urls(shlex.join(["cai", *sys.argv[1:]])), "cwd": os.getcwd(),
             "cai": version("cai-toolkit")}
     with open(out / "command_log.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(line, ensure_ascii=False) + "\n")

@@ -23,29 +23,33 @@ def review_group() -> None:
 @click.argument("path", type=click.Path())
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="The address to serve on; anything but 127.0.0.1 opens the page to others.")
+              help="The address to serve on; anything but loopback (127.0.0.1, localhost, "
+              "::1) opens the page to others, and warns.")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser.")
 @click.option("--reviewer", default=None, help="Your name [default: your user name].")
 @click.option("--sample", "n", default=None, type=click.IntRange(1),
               help="Review only N pairs (the same N for every reviewer with one --seed).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--unjudged-first", is_flag=True, help="Show the pairs the judge could not "
+              "decide first (and take them first into a --sample).")
 @click.option("--constitution", default=None, help="The constitution the pairs were judged "
               "under, for its judge questions [default: the shipped one the records name].")
 def review_run(path: str, port: int, host: str, no_browser: bool, reviewer: str | None,
-               n: int | None, seed: int, constitution: str | None) -> None:
+               n: int | None, seed: int, unjudged_first: bool,
+               constitution: str | None) -> None:
     """Serve a page to label the pairs of PATH (a folder, or a TRL preference file)."""
     from cai.review.pairs import read_pairs, sample
-    from cai.review.server import Review, check_port, serve
+    from cai.review.server import LOOPBACK, Review, check_port, page_url, serve
 
     pairs = read_pairs(path)
     check_port(host, port)
-    if host != "127.0.0.1":
+    if host not in LOOPBACK:
         warnings.warn(f"serving on {host}: anyone who can reach it can read the pairs and, "
                       "with the page, label them", CaiWarning, stacklevel=1)
     questions, default = _questions(path, constitution)
-    review = Review(Path(path), sample(pairs, n, seed), reviewer or getpass.getuser(), seed,
-                    questions, default)
-    url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/"
+    review = Review(Path(path), sample(pairs, n, seed, unjudged_first),
+                    reviewer or getpass.getuser(), seed, questions, default)
+    url = page_url(host, port)
     console.print(f"review: {len(review.sample)} pairs for {review.reviewer} at {url} "
                   "(Ctrl-C to stop; labels are saved as you go)", highlight=False,
                   markup=False)
@@ -94,15 +98,18 @@ def review_stats_command(path: str, as_json: bool) -> None:
         return
     ci = s["agreement_with_judge_ci95"]
     who = ", ".join(f"{r} {n}" for r, n in s["reviewers"].items())
-    lines = [f"labelled: {s['labelled']} ({who}; {s['ties']} ties)",
+    lines = [f"labelled: {s['pairs']} pairs, {s['labels']} labels ({who}; {s['ties']} ties; "
+             f"{s['pairs_without_majority']} pairs without a majority)",
              f"agreement with the judge: {s['agreement_with_judge']} over "
-             f"{s['judge_decided']} pairs it decided"
-             + (f" (95% CI {ci[0]}-{ci[1]}), kappa {s['kappa']}" if ci else "")]
+             f"{s['judge_decided']} pairs it decided, each pair once by its reviewers' majority"
+             + (f" (95% CI {ci[0]}-{ci[1]}), kappa {s['kappa']} over the position chosen"
+                if ci else "")]
     for pid, a in s["by_principle"].items():
-        lines.append(f"  {pid}: {a['agreement_with_judge']} over {a['n']}")
+        lines.append(f"  {pid}: {a['agreement_with_judge']} over {a['pairs']} pairs")
     for b in s["between_reviewers"]:
         lines.append(f"between {b['reviewers'][0]} and {b['reviewers'][1]}: agreement "
-                     f"{b['agreement']}, kappa {b['kappa']} over {b['n']} pairs")
-    lines.append(f"gold: {s['gold_pairs']} pairs -> {s['gold']}")
+                     f"{b['agreement']}, kappa {b['kappa']} over {b['pairs']} pairs")
+    lines.append(f"gold: {s['gold_pairs']} pairs ({s['unjudged_in_gold']} the judge could not "
+                 f"decide) -> {s['gold']}")
     for line in lines:
         console.print(line, highlight=False, markup=False)

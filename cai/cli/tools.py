@@ -187,11 +187,12 @@ def constitution_induce(data: str, out: str, model: str, k: int, holdout: float,
                             source=Path(data).name))
     for c in r["candidates"]:
         kept = "kept" if c["question"] in r["kept"] else "    "
-        console.print(f"{kept} {c['accuracy']}  (proposed {c['support']}x)  {c['question']}",
-                      highlight=False, markup=False)
-    console.print(f"induced {len(r['kept'])} principles from {r['pairs']} pairs ({r['held_out']} "
-                  f"held out; 'prefer the longer reply' reproduces {r['longer_reply_accuracy']})"
-                  f" -> {out}", highlight=False, markup=False)
+        console.print(f"{kept} {c['accuracy']} (chosen on {c['selection_accuracy']}, proposed "
+                      f"{c['support']}x)  {c['question']}", highlight=False, markup=False)
+    console.print(f"induced {len(r['kept'])} principles from {r['pairs']} pairs: proposed on "
+                  f"{r['proposed_on']}, chosen on {r['selected_on']}, accuracy measured on "
+                  f"{r['held_out']} others, where 'prefer the longer reply' reproduces "
+                  f"{r['longer_reply_accuracy']} -> {out}", highlight=False, markup=False)
 
 
 # ---------------------------------------------------------------- prompt templates

@@ -94,7 +94,9 @@ def show_policy_report(console: Console, r: dict[str, Any], out: Any) -> None:
         lo, hi = r["win_rate_ci95"]
         console.print(f"win rate {pct(r['win_rate'])} (95% CI {pct(lo)}-{pct(hi)}), "
                       f"length-controlled {pct(r['win_rate_length_controlled'])}, length ratio "
-                      f"{r['length_ratio']}, by {r['evaluator']}", highlight=False)
+                      f"{r['length_ratio']}, by {r['evaluator']}; coverage "
+                      f"{pct(r['win_coverage'])} (undecided comparisons count as ties)",
+                      highlight=False)
     if r.get("evaluator_note"):
         console.print(f"[yellow]note:[/] {r['evaluator_note']}", highlight=False)
     console.print(f"-> {out}/report.html, report.md, report.json", highlight=False)

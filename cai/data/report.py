@@ -98,7 +98,7 @@ def replies(files: dict[str, list[dict[str, Any]]]) -> list[str]:
             for key in ("completion", "chosen", "rejected"):
                 if key in r:
                     texts.append(reply_text(r[key]))
-            texts.extend(str(t) for t in r.get("responses", ()))
+            texts.extend(str(t) for t in (*r.get("responses", ()), *r.get("replies", ())))
     return texts
 
 
@@ -244,8 +244,11 @@ class CommandRow(Schema):
 def command_history(folder: Path, seen: set[Path] | None = None) -> list[str]:
     """The commands run in `folder`, each once, after those of the folders its inputs came
     from: any path in a command line that lies in another folder with a command log (a judge
-    folder's card thus starts with the `data prompts` and `revise` that fed it)."""
+    folder's card thus starts with the `data prompts` and `revise` that fed it). Credentials
+    in URLs are hidden here too, for logs written before cai hid them when it logged."""
     import shlex
+
+    from cai.redact import redact_urls
 
     seen = seen if seen is not None else set()
     seen.add(folder.resolve())
@@ -263,7 +266,7 @@ def command_history(folder: Path, seen: set[Path] | None = None) -> list[str]:
             source = (path if path.is_dir() else path.parent).resolve()
             if path.exists() and source not in seen and (source / log.name).is_file():
                 commands += command_history(source, seen)
-        commands.append(record.command)
+        commands.append(redact_urls(record.command))
     return list(dict.fromkeys(commands))
 
 

@@ -183,9 +183,20 @@ def by_prompt(answers: list[Answer]) -> dict[str, Answer]:
 
 
 def match(answers: list[Answer], reference: dict[str, Answer]) -> dict[str, Answer]:
-    """For each answer's id, its reference answer (same id, else same prompt)."""
-    return {a.id: r for a in answers
-            if (r := reference.get(a.id) or reference.get(prompt_id(a.messages))) is not None}
+    """For each answer's id, its reference answer (same id, else same prompt). An answer whose
+    reference of the same id answered another prompt is an error: they cannot be compared."""
+    found = {}
+    for a in answers:
+        r = reference.get(a.id) or reference.get(prompt_id(a.messages))
+        if r is None:
+            continue
+        if prompt_id(r.messages) != prompt_id(a.messages):
+            raise CaiError(f"answer '{a.id}' and the reference answer with that id have "
+                           "different prompts, so the win rate would compare answers to two "
+                           "questions; give each prompt one id in both files (or no ids: "
+                           "answers are then matched by their prompt)")
+        found[a.id] = r
+    return found
 
 
 def build_report(out: Path, info: dict[str, Any], seed: int = 0) -> dict[str, Any]:
@@ -193,8 +204,12 @@ def build_report(out: Path, info: dict[str, Any], seed: int = 0) -> dict[str, An
     rows = list(read_jsonl(out / JUDGEMENTS))
     ref_path = out / REFERENCE / JUDGEMENTS
     ref_rows = list(read_jsonl(ref_path)) if ref_path.exists() else []
-    won = [(r["win"], r["length"], r["reference_length"]) for r in rows
-           if r.get("win") is not None]
+    # A comparison the evaluator could not decide counts as a tie, as in `cai eval judge`:
+    # dropping it would let the hard prompts fall out of the figure.
+    compared = [r for r in rows if "win" in r]
+    won = [(0.5 if r["win"] is None else r["win"], r["length"], r["reference_length"])
+           for r in compared]
+    unjudged = sum(1 for r in compared if r["win"] is None)
     report = {
         **metrics.rates(rows), **(metrics.win_rates(won, seed=seed) if won else {}),
         "by_category": metrics.by_category(rows),
@@ -204,7 +219,8 @@ def build_report(out: Path, info: dict[str, Any], seed: int = 0) -> dict[str, An
                              if ref_rows else None},
         "reference": ({**metrics.rates(ref_rows), "by_category": metrics.by_category(ref_rows)}
                       if ref_rows else None),
-        "unjudged_wins": sum(1 for r in rows if "win" in r and r["win"] is None),
+        "unjudged_wins": unjudged,
+        "win_coverage": round(1 - unjudged / len(compared), 4) if compared else None,
         **info,
     }
     write_json(out / "report.json", report)
@@ -260,40 +276,48 @@ async def eval_policy(out: Path, *, session: Session, templates: Templates,
                       training: dict[str, Any] | None = None, allow_same_evaluator: bool = False,
                       seed: int = 0, progress: bool | None = None,
                       shard: str | None = None) -> dict[str, Any]:
-    """The whole evaluation into `out`; returns the report (or, for a dry run, the estimate
-    of answering the suite)."""
+    """The whole evaluation into `out`; returns the report (or, for a dry run, which writes
+    nothing, the estimate of each stage: answering, and the evaluator's grading)."""
     run: dict[str, Any] = {"session": session, "concurrency": session.limits.concurrency,
                            "progress": progress}
     judge = Evaluator(session.client(evaluator, logprobs=True), templates, seed) \
         if evaluator else None
     note = warn_if_same_judge(judge, training, allow_same_evaluator) if judge else None
+    dry = session.dry_run  # estimates only: nothing is kept in `out`
     stages = []
+    answers: list[Answer] = []
     if responses is not None:
         from cai.data.shard import take
 
         answers = take(read_answers(responses), shard)
-        _keep(out / ANSWERS, answers)
+        if not dry:
+            _keep(out / ANSWERS, answers)
     else:
         if suite is None or model is None:
             raise CaiError("give a model and a suite to answer, or --responses FILE")
-        stages.append(await answer(suite, session.client(model), templates, out, seed=seed, **run))
+        client = session.client(model)
+        stages.append(await answer(suite, client, templates, out, seed=seed, **run))
+        answers = _longest(suite, client) if dry else answers_in(out / ANSWERS)
     ref: list[Answer] | None = None
     if reference_responses is not None:
         ref = read_answers(reference_responses)
-        _keep(out / REFERENCE / ANSWERS, ref)
+        if not dry:
+            _keep(out / REFERENCE / ANSWERS, ref)
     elif reference is not None:
         prompts = suite if suite is not None else _prompts_of(answers)
-        stages.append(await answer(prompts, session.client(reference), templates,
-                                   out / REFERENCE, seed=seed, step="reference", **run))
-    if session.dry_run:
-        return {"dry_run": [s.summary["dry_run"] for s in stages]}
-    answers = answers_in(out / ANSWERS)
-    if ref is None and (out / REFERENCE / ANSWERS).exists():
+        client = session.client(reference)
+        stages.append(await answer(prompts, client, templates, out / REFERENCE, seed=seed,
+                                   step="reference", **run))
+        ref = _longest(prompts, client) if dry else answers_in(out / REFERENCE / ANSWERS)
+    if ref is None and not dry and (out / REFERENCE / ANSWERS).exists():
         ref = answers_in(out / REFERENCE / ANSWERS)
     matched = match(answers, by_prompt(ref)) if ref and judge else None
-    stages.append(await grade(answers, out, evaluator=judge, reference=matched, **run))
-    if ref:
-        stages.append(await grade(ref, out / REFERENCE, evaluator=judge, **run))
+    if judge or not dry:  # a dry run without an evaluator has nothing more to estimate
+        stages.append(await grade(answers, out, evaluator=judge, reference=matched, **run))
+        if ref:
+            stages.append(await grade(ref, out / REFERENCE, evaluator=judge, **run))
+    if dry:
+        return {"dry_run": _estimate(stages)}
     info = {"model": model or str(responses), "reference_model": reference or (
         str(reference_responses) if reference_responses else None),
         "evaluator": evaluator, "evaluator_note": note, "training_judge": training,
@@ -307,6 +331,23 @@ async def eval_policy(out: Path, *, session: Session, templates: Templates,
     report = build_report(out, info, seed)
     draw(write_views, out, report)
     return report
+
+
+def _longest(items: list[PromptItem], client: Client) -> list[Answer]:
+    """For a dry run, the answers the dry-run backend stands for: each at its max_tokens
+    bound, so that the evaluator's requests are estimated on the high side too."""
+    n = client.sampling().max_tokens
+    text = ("word " * n)[: 4 * n]
+    return [Answer(i.id, i.messages, text, i.kind or "helpful", i.category) for i in items]
+
+
+def _estimate(stages: list[StageResult]) -> list[dict[str, Any]]:
+    """Each stage's dry-run estimate by name, and their total."""
+    found = [{"stage": s.summary["stage"] + ("-reference" if s.out.name == REFERENCE else ""),
+              **s.summary["dry_run"]} for s in stages]
+    total = {k: sum(e[k] for e in found) for k in ("requests", "tokens_in", "tokens_out")}
+    return [*found, {"stage": "total", **total,
+                     "cost_usd": round(sum(e["cost_usd"] for e in found), 6)}]
 
 
 def _prompts_of(answers: list[Answer]) -> list[PromptItem]:

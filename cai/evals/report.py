@@ -1,13 +1,20 @@
 """Reports as files people read: Markdown and offline HTML, rendered from a report's JSON alone.
 
-One renderer for every report: a Jinja2 template per view in `views/` (HTML autoescaped), and
-plots drawn with matplotlib from the JSON's numbers and inlined as SVG, so that a page reads
-offline with no network and no JavaScript. A view computes nothing the JSON does not hold.
+One renderer for every report: a Jinja2 template per view in `views/`, and plots drawn with
+matplotlib from the JSON's numbers and inlined as SVG, so that a page reads offline with no
+network and no JavaScript. A view computes nothing the JSON does not hold.
+
+The JSON holds prompts, model replies and error text, so every value is hostile. A `.md.j2`
+view escapes every value for Markdown (`md_text`), or shows it through the `code` and `block`
+filters; every other view is HTML and escapes every value, whatever its name ends with.
+Each HTML page also carries a Content-Security-Policy that allows no script at all
+(`_head.html.j2`), so that a missed escape still cannot run.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from collections.abc import Callable
 from functools import cache
@@ -15,19 +22,55 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from cai.errors import CaiWarning
 
 VIEWS = Path(__file__).with_name("views")
+# What Markdown would read as markup in running text: HTML tags and entities (escaped as
+# entities, which every Markdown viewer shows as the characters), and links, code spans and
+# table cells (backslash-escaped). A newline would end a table row or a list item: a space.
+_MD_HTML = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+_MD_SPECIAL = re.compile(r"[<>]|&(?=#?\w+;)|([\\`\[\]|])")
+
+
+def md_text(value: Any) -> str:
+    """A value as Markdown text that shows as the characters it holds."""
+    if isinstance(value, Markup):  # made by the `code` and `block` filters
+        return value
+    text = " ".join(str(value).splitlines())
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(1) if m.group(1) else _MD_HTML[m.group(0)],
+                           text)
+
+
+def md_code(value: Any) -> Markup:
+    """A value as a Markdown code span: shown verbatim, never read as markup. Its fence is
+    longer than any run of backticks inside, and `|` is escaped so that a table keeps its
+    columns (GitHub's tables read `\\|` inside a code span as `|`)."""
+    text = " ".join(str(value).splitlines()).replace("|", "\\|")
+    fence = "`" * (max((len(r) for r in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return Markup(f"{fence}{pad}{text}{pad}{fence}")
+
+
+def md_block(value: Any, info: str = "text") -> Markup:
+    """A value as a fenced code block, newlines kept: nothing in it is read as markup."""
+    text = str(value)
+    fence = "`" * max(3, max((len(r) for r in re.findall("`+", text)), default=0) + 1)
+    return Markup(f"{fence}{info}\n{text}\n{fence}")
 
 
 @cache
-def _env() -> jinja2.Environment:
+def _env(markdown: bool) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(VIEWS)), undefined=jinja2.StrictUndefined,
-        autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+        trim_blocks=True, lstrip_blocks=True,
+        # Not select_autoescape: it goes by the name's ending, and every view ends in `.j2`.
+        autoescape=not markdown, finalize=md_text if markdown else None)
     env.filters["pct"] = lambda v: "-" if v is None else f"{100 * v:.1f}%"
     env.filters["num"] = lambda v: "-" if v is None else f"{v:g}"
+    env.filters["code"] = md_code
+    env.filters["block"] = md_block
     return env
 
 
@@ -44,7 +87,8 @@ def draw(write: Callable[[Path, dict[str, Any]], None], out: Path,
 
 
 def render(view: str, **context: Any) -> str:
-    return _env().get_template(view).render(**context)
+    """A view rendered from `context`: Markdown for `*.md.j2`, escaped HTML for any other."""
+    return _env(view.endswith(".md.j2")).get_template(view).render(**context)
 
 
 def svg(figure: Any) -> str:
@@ -64,8 +108,10 @@ def pyplot() -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # Labels are data (a suite's categories, principle ids): `$...$` in one is text, never
+    # mathtext, which would fail on what is not TeX.
     plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
-                         "axes.spines.right": False})
+                         "axes.spines.right": False, "text.parse_math": False})
     return plt
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from cai.errors import CaiError
 from cai.records import read_jsonl
+from cai.redact import redact_all
 
 LOCK = "loop.lock"
 
@@ -30,7 +31,7 @@ class History:
         self.events = list(read_jsonl(path)) if path.exists() else []
 
     def add(self, **event: Any) -> dict[str, Any]:
-        event = {"time": now(), **event}
+        event = {"time": now(), **redact_all(event)}  # commands and child errors may hold URLs
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(event, ensure_ascii=False) + "\n")
             f.flush()

@@ -36,6 +36,7 @@ from cai.loop.plan import ANSWERS, Run, Stage, iteration_stages, prep_stages
 from cai.loop.report import LOOP_FIX, running
 from cai.models.budget import parse_deadline
 from cai.records import read_json, read_jsonl, write_json, write_jsonl
+from cai.redact import redact_all, redact_urls
 
 HISTORY, LOG, RUN_FILE = "history.jsonl", "loop.log", "run.json"
 
@@ -143,11 +144,12 @@ class Loop:
                                       else self.config.constitution)
         text = source.read_text(encoding="utf-8")
         Path(self.run.constitution).write_text(text, encoding="utf-8")
+        shown = redact_all(self.data)  # the copies keep no credentials of its base_urls
         (self.run.folder / "config.yaml").write_text(
-            yaml.safe_dump(self.data, sort_keys=False), encoding="utf-8")
+            yaml.safe_dump(shown, sort_keys=False), encoding="utf-8")
         write_json(path, {**wanted, "constitution": load_constitution(source).provenance,
                           "constitution_source": str(source), "started": now(),
-                          "config": self.data})
+                          "config": shown})
 
     # ------------------------------------------------------------------ one stage
 
@@ -221,14 +223,20 @@ class Loop:
         command = [*(stage.launcher or (sys.executable,)), "-m", "cai", *argv]
         log = self.run.folder / LOG
         with open(log, "ab") as f:
-            f.write(f"\n[{now()}] $ {shlex.join(['cai', *argv])}\n".encode())
+            f.write(redact_urls(f"\n[{now()}] $ {shlex.join(['cai', *argv])}\n").encode())
             f.flush()
             start, parent = f.tell(), os.getpid()
             self.child = subprocess.Popen(
-                command, stdout=f, stderr=subprocess.STDOUT,
+                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, preexec_fn=lambda: _die_with_parent(parent),
                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
             try:
+                # Through the loop, not straight into the file: a child's error may quote a
+                # --base-url, and loop.log keeps no credentials.
+                assert self.child.stdout is not None
+                for line in self.child.stdout:
+                    f.write(redact_urls(line.decode("utf-8", "replace")).encode())
+                    f.flush()
                 code = self.child.wait()
             except BaseException:
                 self.child.kill()
@@ -266,7 +274,7 @@ class Loop:
 
         poll = max(1.0, (parse_deadline(self.config.batch_poll) or 0) - time.time())
         collect = Stage(stage.iteration, "batch-collect", stage.out,
-                        ["batch", "collect", "--out", str(stage.out)])
+                        ["batch", "collect", "--out", str(stage.out), *self.url_options()])
         while True:
             self.child_process(collect)
             running = [b for b in load_state(stage.out)["batches"] if not b["collected"]]
@@ -279,9 +287,12 @@ class Loop:
 
     # ------------------------------------------------------------------ budget and deadline
 
+    def url_options(self) -> list[str]:
+        return [o for url in self.config.base_urls for o in ("--base-url", url)]
+
     def budget_options(self) -> list[str]:
         b, spent = self.config.budget, self.history.spent()
-        options = [o for url in self.config.base_urls for o in ("--base-url", url)]
+        options = self.url_options()
         if b.max_cost is not None:
             options += ["--max-cost", f"{max(0.0, b.max_cost - spent['cost_usd']):.6f}"]
         if b.max_tokens is not None:

@@ -42,6 +42,22 @@ class Stats:
     failures: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
 
+    def since(self, earlier: Stats | None) -> Stats:
+        """What was done after `earlier` (a `copy()` taken then): one stage's share of a
+        client that several stages of a command use."""
+        if earlier is None:
+            return self
+        return Stats(self.requests - earlier.requests, self.cache_hits - earlier.cache_hits,
+                     self.prompt_tokens - earlier.prompt_tokens,
+                     self.completion_tokens - earlier.completion_tokens,
+                     self.cost_usd - earlier.cost_usd, self.retries - earlier.retries,
+                     self.failures - earlier.failures, earlier.started)
+
+    def copy(self) -> Stats:
+        """These figures as they stand now, timed from now."""
+        return Stats(self.requests, self.cache_hits, self.prompt_tokens, self.completion_tokens,
+                     self.cost_usd, Counter(self.retries), Counter(self.failures))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "requests": self.requests,

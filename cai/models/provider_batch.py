@@ -33,6 +33,7 @@ from cai.models.backends.openai import chat_completion, request_body
 from cai.models.cache import ResponseCache
 from cai.models.client import Client
 from cai.records import read_json, write_json
+from cai.redact import HIDDEN, redact_urls
 
 STATE = "batches.json"
 # What collecting counts, per batch and in all: errored results are cached with their reason
@@ -280,7 +281,7 @@ async def _submit_client(client: Client, pending: Pending, out: Path, state: dic
         state["batches"].append({
             **made, "provider": kind, "model": client.spec, "requests": len(keys),
             "custom_ids": keys, "submitted": _now(), "collected": False,
-            "base_url": str(provider.sdk.base_url), "cache": str(client.cache.path)
+            "base_url": redact_urls(str(provider.sdk.base_url)), "cache": str(client.cache.path)
             if client.cache is not None else None,
             "price_per_mtok": list(client.price) if client.price is not None else None})
         write_json(out / STATE, state)  # after each batch: a crash loses no batch id
@@ -304,13 +305,24 @@ def _talking_to(doing: str) -> Iterator[None]:
 
 class _Connections:
     """SDK clients for status and collect, one per provider and base URL, keys from the
-    environment: a batch may outlive the process that submitted it."""
+    environment: a batch may outlive the process that submitted it. A base URL with
+    credentials was recorded with them hidden; `base_urls` brings it back whole."""
 
-    def __init__(self) -> None:
+    def __init__(self, base_urls: Sequence[str] = ()) -> None:
         self._made: dict[tuple[str, str], Any] = {}
+        self._urls = base_urls
+
+    def _whole(self, recorded: Any) -> Any:
+        if recorded is None or HIDDEN not in recorded:
+            return recorded
+        for url in self._urls:
+            if redact_urls(url).rstrip("/") == recorded.rstrip("/"):
+                return url
+        raise CaiError(f"the batch went to {recorded}, whose credentials cai does not write "
+                       "down; pass that URL again with --base-url")
 
     def provider(self, record: dict[str, Any]) -> OpenAIBatches | AnthropicBatches:
-        kind, url = record["provider"], record["base_url"]
+        kind, url = record["provider"], self._whole(record["base_url"])
         cls = PROVIDERS[kind]
         if (kind, url) not in self._made:
             key = os.environ.get(cls.key_variable)
@@ -329,10 +341,10 @@ class _Connections:
             await sdk.close()
 
 
-async def status(out: Path) -> list[dict[str, Any]]:
+async def status(out: Path, base_urls: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Every batch recorded in `out`, those not collected yet refreshed from their provider."""
     state = _recorded(out)
-    connections = _Connections()
+    connections = _Connections(base_urls)
     try:
         for record in state["batches"]:
             if not record["collected"]:
@@ -343,7 +355,8 @@ async def status(out: Path) -> list[dict[str, Any]]:
     return list(state["batches"])
 
 
-async def collect(out: Path, cache: ResponseCache | None = None) -> dict[str, Any]:
+async def collect(out: Path, cache: ResponseCache | None = None,
+                  base_urls: Sequence[str] = ()) -> dict[str, Any]:
     """Download finished batches' results into the response cache; say what came of them.
 
     `cache` overrides the cache each batch's stage ran with (recorded in batches.json).
@@ -351,7 +364,7 @@ async def collect(out: Path, cache: ResponseCache | None = None) -> dict[str, An
     state = _recorded(out)
     tallies: list[dict[str, Any]] = []
     running, problems = 0, []
-    connections = _Connections()
+    connections = _Connections(base_urls)
     opened: dict[str, ResponseCache] = {}
     try:
         for record in state["batches"]:

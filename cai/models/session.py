@@ -4,7 +4,10 @@ queued for the provider's batch API and submitted when a stage ends."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,8 +73,13 @@ class Session:
         return client
 
     def target(self, out: Path) -> Path:
-        """Where a stage writes: `out`, or for a dry run a folder beside it, never into it."""
-        return out.parent / (out.name + ".dry-run") if self.dry_run else out
+        """Where a stage writes: `out`, or for a dry run a scratch folder in the temporary
+        directory (removed when the stage ends): never in or beside `out`, whose parent
+        folders a dry run would otherwise make."""
+        if not self.dry_run:
+            return out
+        key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"cai-dry-run-{os.getpid()}-{key}"
 
     async def end_stage(self, out: Path, summary: dict[str, Any]) -> None:
         """After a stage: submit what batch mode queued, or drop a dry run's scratch folder."""

@@ -42,7 +42,8 @@ CHOICES = ("a", "b", "tie", "skip")
 @dataclass(frozen=True)
 class Pair:
     """Two replies to one prompt. `x` is the reply the data calls chosen (or the first of an
-    unjudged pair); `judge_x` is the judge's P(x better), None where no judge decided."""
+    unjudged pair); `judge_x` is the judge's P(x better), None where no judge decided;
+    `unjudged` marks a pair the judge tried and could not decide."""
 
     id: str
     prompt: list[dict[str, str]]
@@ -51,6 +52,7 @@ class Pair:
     judge_x: float | None
     principles: tuple[str, ...]
     source: str
+    unjudged: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class PairRow(Row):
     prompt: Prompt | None = Field(None, description=PROMPT)
     chosen: Reply | None = Field(None, description=PROMPT)
     rejected: Reply | None = Field(None, description=PROMPT)
+    replies: list[Reply] | None = Field(None, min_length=2, max_length=2,
+                                        description="the two replies")
     responses: list[str] | None = Field(None, description="a list of texts")
     pair: list[int] | None = Field(None, min_length=2, max_length=2,
                                    description="two indexes, e.g. [0, 1]")
@@ -113,24 +117,33 @@ def _pair(path: Path, line: int, record: dict[str, Any]) -> Pair | None:
         return None
     prompt = [{"role": "user", "content": r.prompt}] if isinstance(r.prompt, str) \
         else [{"role": m["role"], "content": m["content"]} for m in r.prompt]
+    judge_x = None
     if r.chosen is not None and r.rejected is not None:
         x, y = reply_text(r.chosen), reply_text(r.rejected)
         judge_x = r.soft_label if "margin" in record else None  # judged pairs only
-    elif r.responses is not None and r.pair is not None:  # unjudged: the judge could not decide
+    elif r.replies is not None:  # `cai judge`'s unjudged.jsonl: the two it could not decide
+        x, y = (reply_text(v) for v in r.replies)
+    elif r.responses is not None and r.pair is not None:  # responses and the two compared
         i, j = r.pair
         if not (0 <= i < len(r.responses) and 0 <= j < len(r.responses)):
             raise InputError(path, line, f"pair: {list(r.pair)} is not two of the "
                              f"{len(r.responses)} responses; {PairRow.fix}")
-        x, y, judge_x = r.responses[i], r.responses[j], None
+        x, y = r.responses[i], r.responses[j]
     else:
         return None
     pid = r.pair_id or r.id or hashlib.sha256(json.dumps([prompt, x, y]).encode()).hexdigest()[:16]
-    return Pair(pid, prompt, x, y, judge_x, tuple(r.principles or ()), f"{path.name}:{line}")
+    return Pair(pid, prompt, x, y, judge_x, tuple(r.principles or ()), f"{path.name}:{line}",
+                unjudged=path.name == "unjudged.jsonl")
 
 
-def sample(pairs: list[Pair], n: int | None, seed: int) -> list[Pair]:
-    """The pairs to review, in a seeded order: the same for every reviewer with one seed."""
+def sample(pairs: list[Pair], n: int | None, seed: int,
+           unjudged_first: bool = False) -> list[Pair]:
+    """The pairs to review, in a seeded order: the same for every reviewer with one seed.
+    With `unjudged_first`, the pairs the judge could not decide come before the others (and
+    into a sample of N first): a person's label is worth most where the judge had none."""
     order = sorted(pairs, key=lambda p: hashlib.sha256(f"{seed}:{p.id}".encode()).digest())
+    if unjudged_first:
+        order.sort(key=lambda p: not p.unjudged)  # stable: the seeded order within each
     return order[:n] if n else order
 
 

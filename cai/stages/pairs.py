@@ -142,7 +142,10 @@ async def judge_one(judge: Judge, item: Candidates, pairs: PairSettings) -> dict
     out: dict[str, list] = {name: [] for name in FILES}
     for (i, j), c in chosen_pairs:
         if c.p_x is None:
-            out["unjudged.jsonl"].append({**base, "pair": [i, j],
+            # The two replies go with it, so that people can label what the judge could not.
+            out["unjudged.jsonl"].append({**base, "pair_id": f"{item.id}:{i}-{j}",
+                                          "pair": [i, j],
+                                          "replies": [item.responses[i], item.responses[j]],
                                           "reason": "no principle had both orders parsed",
                                           "judgements": c.to_dict()["judgements"]})
             continue

@@ -120,6 +120,8 @@ class _Run:
     def __init__(self, stage: str, out: Path, files: Sequence[str], clients: list[Client],
                  describe: Callable[[Any], dict[str, Any]], progress: bool | None):
         self.stage, self.out, self.files, self.clients = stage, out, files, clients
+        # A command's stages share its clients: each summary counts its own stage's share.
+        self.before = {id(c): c.stats.copy() for c in clients}
         self.describe = describe
         self.show = sys.stderr.isatty() if progress is None else progress
         self.counts = {"done": 0, "failed": 0, "abandoned": 0, "deferred": 0}
@@ -201,7 +203,8 @@ class _Run:
                 config: dict[str, Any]) -> dict[str, Any]:
         elapsed = time.monotonic() - self.started
         stopped = stopped or (self.stop[0] if self.stop else None)
-        c, clients = self.counts, self.clients
+        c = self.counts
+        stats = {cl.spec: cl.stats.since(self.before.get(id(cl))) for cl in self.clients}
         return {
             "stage": self.stage, "total": total, "already_done": total - todo,
             "done": c["done"], "failed": c["failed"],
@@ -213,12 +216,12 @@ class _Run:
             "wall_seconds": round(elapsed, 3),
             "items_per_second": round((c["done"] + c["failed"]) / elapsed, 3)
             if elapsed > 0 else 0.0,
-            "backends": {cl.spec: cl.stats.to_dict() for cl in clients},
-            "requests": sum(cl.stats.requests for cl in clients),
-            "cache_hits": sum(cl.stats.cache_hits for cl in clients),
-            "tokens_in": sum(cl.stats.prompt_tokens for cl in clients),
-            "tokens_out": sum(cl.stats.completion_tokens for cl in clients),
-            "cost_usd": round(sum(cl.stats.cost_usd for cl in clients), 6),
+            "backends": {spec: st.to_dict() for spec, st in stats.items()},
+            "requests": sum(st.requests for st in stats.values()),
+            "cache_hits": sum(st.cache_hits for st in stats.values()),
+            "tokens_in": sum(st.prompt_tokens for st in stats.values()),
+            "tokens_out": sum(st.completion_tokens for st in stats.values()),
+            "cost_usd": round(sum(st.cost_usd for st in stats.values()), 6),
             "config": config,
         }
 

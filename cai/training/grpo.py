@@ -122,12 +122,13 @@ async def estimate(reward: JudgeReward, rows: list[dict[str, Any]], args: Any) -
 
 
 def completions_log(out: Path, resumed: str | None) -> Path:
-    """`completions.jsonl`, where the reward appends every completion it judged: emptied for
-    a new run, cut back to the checkpoint's steps for a resumed one."""
-    from cai.records import read_jsonl, write_jsonl
+    """`completions.jsonl`, where the reward appends every completion it judged (from every
+    process): emptied for a new run, cut back to the checkpoint's steps for a resumed one."""
+    from cai.records import read_jsonl, repair, write_jsonl
 
     log = out / "completions.jsonl"
     if log.exists():
+        repair(log)  # a line a killed run left half written
         kept = int(Path(resumed).name.rpartition("-")[2]) if resumed else 0
         write_jsonl(log, [r for r in read_jsonl(log) if (r.get("step") or 0) <= kept])
     return log

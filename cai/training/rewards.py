@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from cai.chat import Message, messages_from_dicts
+from cai.errors import CaiError
 from cai.evals.detectors import detect
 from cai.inputs import prompt_id
-from cai.records import JsonlWriter, reply_text
+from cai.records import append_shared, reply_text
 from cai.stages.judge import Judge, fenced, make_fence
 
 MODES = ("pairwise", "reference", "score")
@@ -108,13 +110,14 @@ class JudgeReward:
             for name, value in guards.items():
                 log_metric(f"judge/{name}", value)
         self.steps.append(guards)
-        if self.log is not None:
+        if self.log is not None:  # every process of a launch appends its own completions
             step = trainer_state.global_step + 1 if trainer_state is not None else None
-            with JsonlWriter(self.log) as out:
-                for n, text in enumerate(texts):
-                    out.write({"step": step, "id": (columns.get("id") or [None] * len(texts))[n],
-                               "prompt": prompts[n], "completion": text, "reward": rewards[n],
-                               "judge_reward": raw[n], "length": lengths[n]})
+            ids = columns.get("id") or [None] * len(texts)
+            process = int(os.environ.get("RANK", "0"))  # set by accelerate and torchrun
+            append_shared(self.log, [{"step": step, "process": process, "id": ids[n],
+                                      "prompt": prompts[n], "completion": text,
+                                      "reward": rewards[n], "judge_reward": raw[n],
+                                      "length": lengths[n]} for n, text in enumerate(texts)])
         return rewards
 
     async def _pairwise(self, prompts: list[Any], texts: list[str]) -> tuple[list[float],
@@ -126,6 +129,7 @@ class JudgeReward:
         flips: list[bool] = []
         for start in range(0, len(texts), g):
             conversation = _conversation(prompts[start])
+            _one_prompt(prompts, start, g)
             pairs = [(i, j) for i in range(start, start + g) for j in range(i + 1, start + g)]
             results = await asyncio.gather(*(self.judge.compare(
                 conversation, texts[i], texts[j], _key(conversation, texts[i], texts[j]))
@@ -187,6 +191,18 @@ class JudgeReward:
             "hedge_rate": round(sum(d.hedges > 0 for d in sample) / n, 4),
             "boilerplate_rate": round(sum(bool(d.boilerplate) for d in sample) / n, 4),
         }
+
+
+def _one_prompt(prompts: list[Any], start: int, g: int) -> None:
+    """A pairwise reward compares the completions of one prompt: completions start to
+    start + g must be a whole group of one prompt, as TRL's sampler makes them."""
+    group = prompts[start:start + g]
+    if len(group) != g or any(p != group[0] for p in group):
+        raise CaiError(f"the pairwise reward got completions {start}-{start + len(group) - 1} "
+                       f"as one group, but they answer {len({repr(p) for p in group})} "
+                       f"prompts{'' if len(group) == g else f' and number {len(group)}'}: each "
+                       f"batch must hold whole groups of num_generations = {g} completions of "
+                       "one prompt (set the reward's num_generations to the trainer's)")
 
 
 def _conversation(prompt: Any) -> list[Message]:

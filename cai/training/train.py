@@ -62,7 +62,10 @@ def train(kind: str, data: Sequence[Path], model: str, out: Path, *, lora: bool 
     if kind == "grpo":
         from cai.training.grpo import completions_log, make_reward
 
-        log = completions_log(out, last_checkpoint(args)) if args.process_index == 0 else None
+        # Process 0 cuts the log back to the checkpoint before any other appends to it.
+        with args.main_process_first(desc="preparing the completions log"):
+            log = completions_log(out, last_checkpoint(args)) if args.process_index == 0 \
+                else out / "completions.jsonl"
         reward = make_reward(grpo.settings, grpo.session, grpo.templates, rows, trl_settings,
                              log)
     fit = _fit(kind, start, split, args, peft, callbacks, reward)

@@ -4,6 +4,7 @@
 
 let current = null;
 let token = null;
+let busy = false;  // a label or undo in flight: one key press labels one pair once
 
 function show(id, visible) { document.getElementById(id).hidden = !visible; }
 
@@ -58,19 +59,28 @@ async function post(path, body) {
   return true;
 }
 
-async function choose(choice) {
-  if (current === null) return;
-  if (await post("/api/label", {pair_id: current, choice: choice})) await load();
+// One request at a time: a second press (or a held key) while one is in flight would label
+// the same pair again, or the next one unseen.
+async function once(path, body) {
+  if (busy) return;
+  busy = true;
+  try {
+    if (await post(path, body)) await load();
+  } finally {
+    busy = false;
+  }
 }
 
-async function undo() {
-  if (await post("/api/undo")) await load();
+function choose(choice) {
+  if (current !== null) return once("/api/label", {pair_id: current, choice: choice});
 }
+
+function undo() { return once("/api/undo"); }
 
 const KEYS = {a: "a", b: "b", t: "tie", s: "skip"};
 
 document.addEventListener("keydown", (event) => {
-  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
   const key = event.key.toLowerCase();
   if (key in KEYS) { event.preventDefault(); choose(KEYS[key]); }
   else if (key === "u") { event.preventDefault(); undo(); }
