@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -127,6 +128,10 @@ def default_settings(kind: str, out: Path, lora: bool, gpu: bool) -> dict[str, A
         # does not need; on a GPU bf16 autocast runs the matmuls over float32 master weights.
         "bf16": gpu, "fp16": False, "gradient_checkpointing": gpu, "dataloader_pin_memory": gpu,
         "prediction_loss_only": True,  # held-out evaluation wants the loss and metrics only
+        # Launched as several processes (accelerate, torchrun) on a machine without CUDA,
+        # transformers takes each process for a lone run unless told it is on the CPU: no
+        # gradients are shared, and every process believes itself the main one.
+        "use_cpu": not gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1,
         **(GRPO_DEFAULTS if kind == "grpo" else {}),
     }
 
