@@ -110,7 +110,9 @@ def test_a_second_loop_on_a_run_in_use_is_refused(tmp_path):
 def two_iterations(tmp_path_factory, env):
     tmp = tmp_path_factory.mktemp("loop")
     config = write_config(tmp / "loop.yaml")
-    done = cai("loop", config, "--out", tmp / "run", env=env)
+    # Two whole iterations on the embedded model: a guard against a hang, not a timing (it
+    # passed 900 s when the 2 cores were shared with other runs).
+    done = cai("loop", config, "--out", tmp / "run", env=env, timeout=2400)
     return tmp / "run", done
 
 
