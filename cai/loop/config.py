@@ -75,6 +75,18 @@ class Budget(_Strict):
     deadline: str | None = None  # a duration (8h, 45m) from the start, or a clock time (06:30)
 
 
+class FailedFraction(_Strict):
+    """The share of a stage's items that may fail (each kept with its reason in failed.jsonl)
+    while the stage still counts as complete; beyond it the stage is incomplete and the loop
+    stops. The evaluation's is the smallest: the gates read it."""
+
+    generate: float = Field(default=0.1, ge=0, le=1)  # the prompt pool (`cai data prompts`)
+    sample: float = Field(default=0.1, ge=0, le=1)
+    revise: float = Field(default=0.1, ge=0, le=1)
+    judge: float = Field(default=0.1, ge=0, le=1)
+    eval: float = Field(default=0.02, ge=0, le=1)  # eval-start, eval and eval-vs-start
+
+
 class LoopConfig(_Strict):
     policy: str = "local"  # the model to improve: local, or hf:FOLDER
     # How trained checkpoints are loaded to generate: hf (transformers, CPU or GPU) or vllm.
@@ -96,6 +108,7 @@ class LoopConfig(_Strict):
     gates: Gates = Field(default_factory=Gates)
     on_gate_fail: Literal["stop", "continue"] = "stop"
     budget: Budget = Field(default_factory=Budget)
+    max_failed_fraction: FailedFraction = Field(default_factory=FailedFraction)
     seed: int = 0
 
 
