@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -408,3 +409,58 @@ def test_an_incomplete_evaluation_fails_the_gate(tmp_path):
                                 "passed": False, "why": "the evaluation is incomplete (answer: "
                                 "the budget of 10 tokens is spent): a candidate is gated only "
                                 "on a whole evaluation"}]
+
+
+def records(run: Path) -> dict[str, list[str]]:
+    """Every record file of a run, its run folder's path taken out; the history and the
+    commands' logs (a line per invocation) aside."""
+    return {str(p.relative_to(run)): p.read_text().replace(str(run), "RUN").splitlines()
+            for p in sorted(run.rglob("*.jsonl"))
+            if p.name not in ("history.jsonl", "command_log.jsonl")}
+
+
+@needs_local
+@pytest.mark.slow
+def test_stopped_by_its_deadline_mid_stage_a_rerun_resumes_it_record_for_record(tmp_path, env):
+    small = {"iterations": 1, "work": {"prompts": 3, "samples": 2, "rounds": 1},
+             "evaluation": {"suite": "default", "limit": 2},
+             "training": {"method": "sft", "lora": True, "save_steps": 1,
+                          "trl": {"max_steps": 1, "per_device_train_batch_size": 2}}}
+
+    def own_cache(name: str) -> dict:
+        """A response cache per run, the converted model shared: the records of one run
+        are made by the model, not looked up from the other's."""
+        models = Path(env["XDG_CACHE_HOME"]) / "cai" / "models"
+        models.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name / "cai").mkdir(parents=True)
+        (tmp_path / name / "cai" / "models").symlink_to(models)
+        return {**env, "XDG_CACHE_HOME": str(tmp_path / name)}
+
+    whole = tmp_path / "whole"
+    cai("loop", write_config(tmp_path / "whole.yaml", **small), "--out", whole,
+        env=own_cache("cache-whole"))
+    # The deadline: half-way through the whole run's longest generation stage.
+    events = list(read_jsonl(whole / "history.jsonl"))
+    longest = max((e for e in events if e["event"] == "done" and e["stage"] in (
+        "eval-start", "sample", "revise", "judge")), key=lambda e: e["seconds"])
+    begin = datetime.fromisoformat(events[0]["time"]).timestamp()
+    started = datetime.fromisoformat(longest["time"]).timestamp() - longest["seconds"]
+    deadline = f"{int(started - begin + longest['seconds'] / 2)}s"
+
+    run, env = tmp_path / "run", own_cache("cache-run")
+    config = write_config(tmp_path / "c.yaml", **small, budget={"deadline": deadline})
+    cai("loop", config, "--out", run, env=env)
+    s = status(run, env)
+    assert s["finished"] is True and "stopped" in s["reason"] and s["resume"], s
+    [stopped] = s["unfinished"]
+    assert stopped["event"] == "stopped" and stopped["items_done"] < stopped["items"], s
+    key = f"{stopped['iteration']}:{stopped['stage']}"
+
+    write_config(config, **small, budget={"deadline": "2h"})  # a later deadline
+    cai(*shlex.split(s["resume"])[1:], env=env)
+    s = status(run, env)
+    assert s["finished"] is True and s["reason"] == "1 iteration done" and not s["unfinished"]
+    ends = [e["event"] for e in read_jsonl(run / "history.jsonl")
+            if e.get("key") == key and e["event"] in ("done", "stopped")]
+    assert ends == ["stopped", "done"]  # resumed, not skipped
+    assert records(run) == records(whole)

@@ -72,7 +72,8 @@ class Gates(_Strict):
 class Budget(_Strict):
     max_cost: float | None = Field(default=None, ge=0)  # US dollars, over the whole loop
     max_tokens: int | None = Field(default=None, ge=0)
-    deadline: str | None = None  # a duration (8h, 45m) from the start, or a clock time (06:30)
+    # A duration (8h, 45m) from the run's first start, or a clock time (06:30); fixed in run.json.
+    deadline: str | None = None
 
 
 class FailedFraction(_Strict):
