@@ -6,6 +6,7 @@ viewer that renders HTML in Markdown shows them."""
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -147,7 +148,8 @@ def test_the_loops_morning_report(tmp_path, browser):
          "reason": STRINGS[9]},
         {"event": "end", "finished": False, "reason": STRINGS[0]}])
     write_loop_report(run, live=False)
-    shown = [STRINGS[i] for i in (0, 2, 3, 4, 5, 6)] + [f"cai loop {STRINGS[7]}.yaml --out"]
+    resume = shlex.join(["cai", "loop", f"{STRINGS[7]}.yaml", "--out"])  # quoted: pasteable
+    shown = [STRINGS[i] for i in (0, 2, 3, 4, 5, 6)] + [resume]
     both_views(browser, run, "report.md", shown, tmp_path)
 
 

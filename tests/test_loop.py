@@ -8,10 +8,12 @@ that "no request is sent twice" is counted where requests arrive."""
 import fcntl
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -333,3 +335,134 @@ def test_the_report_shows_what_each_training_stage_says_of_itself(tmp_path):
     assert (found[1]["first_reward"], found[1]["last_reward"]) == (0.4, 0.6)
     assert (found[1]["flip_rate"], found[1]["length_corr"]) == (0.375, 0.5)
     assert len(found) == 2
+
+
+# ---------------------------------------------------------------- stopped, rerun, raised
+
+
+def loop_json(run: Path) -> dict:
+    return json.loads((run / "run.json").read_text())
+
+
+def test_a_rerun_may_change_the_budget_and_iterations_and_nothing_else(tmp_path):
+    """A budget of 0 tokens stops the run before its first stage: run.json is written, no
+    model is loaded."""
+    run = tmp_path / "run"
+    config = write_config(tmp_path / "c.yaml", iterations=1,
+                          budget={"max_cost": 0, "deadline": "1h"})
+    done = cai("loop", config, "--out", run, "--limit", 3)
+    assert "to go on" in done.stdout and "--limit 3" in done.stdout
+    fixed = loop_json(run)["deadline"]
+    assert fixed["spec"] == "1h" and abs(fixed["at"] - time.time() - 3600) < 60
+    s = status(run)
+    assert s["finished"] is True and "budget" in s["reason"]
+    assert s["resume"] == f"cai loop {config} --out {run} --iterations 1 --limit 3"
+
+    write_config(config, iterations=2, work={"prompts": 2, "samples": 3, "rounds": 1},
+                 budget={"max_cost": 0})
+    refused = cai("loop", config, "--out", run, "--limit", 3, check=False)
+    assert refused.returncode == 2 and "(work.samples changed)" in refused.stderr, refused.stderr
+    refused = cai("loop", config, "--out", run, check=False)
+    assert refused.returncode == 2 and "--limit 3" in refused.stderr
+
+    # The budget and iterations changed: the run goes on (and stops again, by its tokens).
+    # The pasted resume command is accepted as it stands.
+    time.sleep(1)
+    write_config(config, iterations=2, budget={"max_tokens": 0, "deadline": "1h"})
+    again = cai(*shlex.split(s["resume"])[1:])
+    assert "tokens is spent" in " ".join(again.stdout.split()), again.stdout
+    assert loop_json(run)["deadline"] == fixed  # kept, not an hour from now again
+    assert loop_json(run)["config"]["budget"] == {"max_tokens": 0, "deadline": "1h"}
+    write_config(config, iterations=2, budget={"max_tokens": 0, "deadline": "2h"})
+    cai("loop", config, "--out", run, "--limit", 3)
+    assert abs(loop_json(run)["deadline"]["at"] - fixed["at"] - 3600) < 1  # from the start
+
+
+def test_a_stage_is_done_only_within_its_failed_fraction(tmp_path):
+    from cai.loop.plan import Stage
+    from cai.loop.run import Loop
+
+    config = write_config(tmp_path / "c.yaml", max_failed_fraction={"revise": 0.25})
+    loop = Loop(config, tmp_path / "run")
+    out = tmp_path / "revise"
+    stage = Stage(1, "revise", out, ["revise"])
+    write_json(out / "summary.json", {"stage": "revise", "total": 8, "already_done": 2,
+                                      "done": 4, "failed": 2, "stopped_reason": None})
+    assert loop.completeness(stage, {}, loop.counts(stage)) == ("done", None)
+    write_json(out / "summary.json", {"stage": "revise", "total": 8, "already_done": 2,
+                                      "done": 3, "failed": 3, "stopped_reason": None})
+    state, why = loop.completeness(stage, {}, loop.counts(stage))
+    assert state == "incomplete" and why.startswith("3 of 8 items of revise failed (38%")
+    figures = {"stopped_reason": "deadline reached"}
+    assert loop.completeness(stage, figures, loop.counts(stage)) == \
+        ("stopped", "deadline reached (5 of 8 items done)")
+
+
+def test_an_incomplete_evaluation_fails_the_gate(tmp_path):
+    from cai.loop.run import Loop
+
+    loop = Loop(write_config(tmp_path / "c.yaml"), tmp_path / "run")
+    report = {"win_rate": 1.0, "pairs": 4, "finished": False, "reference": {},
+              "stages": {"answer": {"stopped_reason": "the budget of 10 tokens is spent"}}}
+    write_json(tmp_path / "run" / "iter-01" / "eval" / "report.json", report)
+    result = loop.gate(1)
+    assert result["promoted"] is False
+    assert result["gates"] == [{"name": "evaluation", "value": None, "limit": None,
+                                "passed": False, "why": "the evaluation is incomplete (answer: "
+                                "the budget of 10 tokens is spent): a candidate is gated only "
+                                "on a whole evaluation"}]
+
+
+def records(run: Path) -> dict[str, list[str]]:
+    """Every record file of a run, its run folder's path taken out; the history and the
+    commands' logs (a line per invocation) aside."""
+    return {str(p.relative_to(run)): p.read_text().replace(str(run), "RUN").splitlines()
+            for p in sorted(run.rglob("*.jsonl"))
+            if p.name not in ("history.jsonl", "command_log.jsonl")}
+
+
+@needs_local
+@pytest.mark.slow
+def test_stopped_by_its_deadline_mid_stage_a_rerun_resumes_it_record_for_record(tmp_path, env):
+    small = {"iterations": 1, "work": {"prompts": 3, "samples": 2, "rounds": 1},
+             "evaluation": {"suite": "default", "limit": 2},
+             "training": {"method": "sft", "lora": True, "save_steps": 1,
+                          "trl": {"max_steps": 1, "per_device_train_batch_size": 2}}}
+
+    def own_cache(name: str) -> dict:
+        """A response cache per run, the converted model shared: the records of one run
+        are made by the model, not looked up from the other's."""
+        models = Path(env["XDG_CACHE_HOME"]) / "cai" / "models"
+        models.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name / "cai").mkdir(parents=True)
+        (tmp_path / name / "cai" / "models").symlink_to(models)
+        return {**env, "XDG_CACHE_HOME": str(tmp_path / name)}
+
+    whole = tmp_path / "whole"
+    cai("loop", write_config(tmp_path / "whole.yaml", **small), "--out", whole,
+        env=own_cache("cache-whole"))
+    # The deadline: half-way through the whole run's longest generation stage.
+    events = list(read_jsonl(whole / "history.jsonl"))
+    longest = max((e for e in events if e["event"] == "done" and e["stage"] in (
+        "eval-start", "sample", "revise", "judge")), key=lambda e: e["seconds"])
+    begin = datetime.fromisoformat(events[0]["time"]).timestamp()
+    started = datetime.fromisoformat(longest["time"]).timestamp() - longest["seconds"]
+    deadline = f"{int(started - begin + longest['seconds'] / 2)}s"
+
+    run, env = tmp_path / "run", own_cache("cache-run")
+    config = write_config(tmp_path / "c.yaml", **small, budget={"deadline": deadline})
+    cai("loop", config, "--out", run, env=env)
+    s = status(run, env)
+    assert s["finished"] is True and "stopped" in s["reason"] and s["resume"], s
+    [stopped] = s["unfinished"]
+    assert stopped["event"] == "stopped" and stopped["items_done"] < stopped["items"], s
+    key = f"{stopped['iteration']}:{stopped['stage']}"
+
+    write_config(config, **small, budget={"deadline": "2h"})  # a later deadline
+    cai(*shlex.split(s["resume"])[1:], env=env)
+    s = status(run, env)
+    assert s["finished"] is True and s["reason"] == "1 iteration done" and not s["unfinished"]
+    ends = [e["event"] for e in read_jsonl(run / "history.jsonl")
+            if e.get("key") == key and e["event"] in ("done", "stopped")]
+    assert ends == ["stopped", "done"]  # resumed, not skipped
+    assert records(run) == records(whole)

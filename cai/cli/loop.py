@@ -34,6 +34,9 @@ def loop_run(config: str, out: str, iterations: int | None, limit: int | None) -
     result = run_loop(Path(config), Path(out), iterations=iterations, limit=limit, echo=echo)
     console.print(f"[bold]loop[/]: finished ({result['reason']}); policy {result['policy']} "
                   f"-> {Path(out) / 'report.html'}", highlight=False)
+    if result["resume"]:  # stopped by the budget or the deadline: a rerun goes on
+        console.print(f"to go on (with a larger budget or a later deadline): {result['resume']}",
+                      highlight=False, markup=False)
 
 
 @loop_group.command("status")
@@ -60,6 +63,9 @@ def _show(s: dict[str, Any]) -> None:
              where, f"policy: {s['policy']}",
              f"spent: ${s['spent']['cost_usd']:.4f}, {s['spent']['tokens']} tokens, "
              f"{s['spent']['requests']} requests, {s['spent']['cache_hits']} cache hits"]
+    for u in s["unfinished"]:
+        lines.append(f"iteration {u['iteration']}, {u['stage']}: {u['event']}, "
+                     f"{u['items_done']} of {u['items']} items done ({u['reason']})")
     for g in s["gates"]:
         verdict = "promoted" if g["promoted"] else f"not promoted ({', '.join(g['failed'])})"
         lines.append(f"gates of iteration {g['iteration']}: {verdict}")

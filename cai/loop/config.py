@@ -72,7 +72,20 @@ class Gates(_Strict):
 class Budget(_Strict):
     max_cost: float | None = Field(default=None, ge=0)  # US dollars, over the whole loop
     max_tokens: int | None = Field(default=None, ge=0)
-    deadline: str | None = None  # a duration (8h, 45m) from the start, or a clock time (06:30)
+    # A duration (8h, 45m) from the run's first start, or a clock time (06:30); fixed in run.json.
+    deadline: str | None = None
+
+
+class FailedFraction(_Strict):
+    """The share of a stage's items that may fail (each kept with its reason in failed.jsonl)
+    while the stage still counts as complete; beyond it the stage is incomplete and the loop
+    stops. The evaluation's is the smallest: the gates read it."""
+
+    generate: float = Field(default=0.1, ge=0, le=1)  # the prompt pool (`cai data prompts`)
+    sample: float = Field(default=0.1, ge=0, le=1)
+    revise: float = Field(default=0.1, ge=0, le=1)
+    judge: float = Field(default=0.1, ge=0, le=1)
+    eval: float = Field(default=0.02, ge=0, le=1)  # eval-start, eval and eval-vs-start
 
 
 class LoopConfig(_Strict):
@@ -96,6 +109,7 @@ class LoopConfig(_Strict):
     gates: Gates = Field(default_factory=Gates)
     on_gate_fail: Literal["stop", "continue"] = "stop"
     budget: Budget = Field(default_factory=Budget)
+    max_failed_fraction: FailedFraction = Field(default_factory=FailedFraction)
     seed: int = 0
 
 

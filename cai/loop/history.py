@@ -17,6 +17,7 @@ from cai.records import read_jsonl
 from cai.redact import redact_all
 
 LOCK = "loop.lock"
+ENDED = ("done", "stopped", "incomplete")  # the events that end a stage's run, with figures
 
 
 def now() -> str:
@@ -50,7 +51,8 @@ class History:
         return found[-1]["seconds"] if found else None
 
     def spent(self) -> dict[str, float]:
-        done = [e for e in self.events if e.get("event") == "done"]
+        # A stopped or incomplete stage spent too; its rerun's summary counts only the rerun.
+        done = [e for e in self.events if e.get("event") in ENDED]
         return {k: round(sum(e.get(k) or 0 for e in done), 6)
                 for k in ("cost_usd", "tokens", "requests", "cache_hits")}
 

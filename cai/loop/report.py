@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import fcntl
 import json
+import shlex
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from cai.errors import CaiError
-from cai.loop.history import LOCK
+from cai.loop.history import ENDED, LOCK
 from cai.records import read_json, read_jsonl, write_json
 
 LOOP_FIX = "rerun the same `cai loop` command, or start a new run with another --out"
@@ -63,14 +64,15 @@ def status(folder: Path, live: bool | None = None) -> dict[str, Any]:
     else:
         state = "interrupted"  # killed: no end was written
     gates = [e for e in events if e["event"] == "gate"]
-    spent = {k: round(sum(e.get(k) or 0 for e in events if e["event"] == "done"), 6)
+    spent = {k: round(sum(e.get(k) or 0 for e in events if e["event"] in ENDED), 6)
              for k in ("cost_usd", "tokens", "requests", "cache_hits")}
-    latest = [e for e in events if e["event"] in ("start", "done")]
+    latest = {e["key"]: e for e in events if e["event"] in (*ENDED, "failed")}
+    moves = [e for e in events if e["event"] in ("start", "done")]
     return {
         "folder": str(folder), "state": state,
         "finished": bool(end and end["finished"]) and not live,
         "reason": end["reason"] if end and not live else None,
-        "iteration": latest[-1].get("iteration", 0) if latest else 0,
+        "iteration": moves[-1].get("iteration", 0) if moves else 0,
         "iterations": begin["iterations"],
         "stage": current["stage"] if current else None,
         "progress": _progress(current) if current and live else None,
@@ -80,10 +82,21 @@ def status(folder: Path, live: bool | None = None) -> dict[str, Any]:
                   for g in gates],
         "policy": next((g["candidate"] for g in reversed(gates) if g["promoted"]),
                        begin["policy"]),
+        # Stages a rerun runs again: stopped by the budget or the deadline, or incomplete.
+        "unfinished": [{k: e.get(k) for k in ("iteration", "stage", "event", "reason", "items",
+                                              "items_done", "items_failed")}
+                       for e in latest.values() if e["event"] in ("stopped", "incomplete")],
         "estimated_finish": _finish(events, begin["iterations"]) if live else None,
-        "resume": None if state in ("finished", "running") else
-        f"cai loop {begin['config']} --out {folder}",
+        "resume": None if live or (end and end["finished"] and not end.get("resumable"))
+        else resume_command(begin["config"], folder, begin["iterations"], begin.get("limit")),
     }
+
+
+def resume_command(config: str, folder: Path, iterations: int, limit: int | None) -> str:
+    """The `cai loop` command that goes on with a run: its config, --iterations and --limit
+    as it was started with (the loop refuses another --limit)."""
+    argv = ["cai", "loop", config, "--out", str(folder), "--iterations", str(iterations)]
+    return shlex.join(argv + (["--limit", str(limit)] if limit is not None else []))
 
 
 def _progress(start: dict[str, Any]) -> dict[str, Any] | None:

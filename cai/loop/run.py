@@ -5,7 +5,10 @@ run.json), the prompt pool, a folder per iteration with each stage's output, the
 `history.jsonl` (one line per stage event and gate), `loop.log` (every child's output) and
 the morning report. The history is the run's memory: a rerun of the same command replays it,
 skips every stage it records as done, and goes on with the first that is not, which resumes
-the way its command does (records, the response cache, training checkpoints).
+the way its command does (records, the response cache, training checkpoints). A stage is done
+only when its command got through its whole input: one stopped by the budget or the deadline
+is recorded as `stopped`, one with more failed items than the config allows as `incomplete`,
+and a rerun runs either again.
 
 Stages run as child processes (see plan.py) that die with the loop: each asks the kernel for
 SIGKILL when its parent dies, so that no stage goes on writing after a `kill -9` of the loop.
@@ -21,6 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import suppress
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,7 +37,7 @@ from cai.loop.config import config_hash, read_loop_config
 from cai.loop.gates import apply_gates
 from cai.loop.history import History, locked, now
 from cai.loop.plan import ANSWERS, Run, Stage, iteration_stages, prep_stages
-from cai.loop.report import LOOP_FIX, running
+from cai.loop.report import LOOP_FIX, resume_command, running
 from cai.models.budget import parse_deadline
 from cai.records import read_json, read_jsonl, write_json, write_jsonl
 from cai.redact import redact_all, redact_urls
@@ -42,7 +46,12 @@ HISTORY, LOG, RUN_FILE = "history.jsonl", "loop.log", "run.json"
 
 
 class Stop(Exception):
-    """The loop ends as planned (a gate, a budget, the deadline): `finished` is true."""
+    """The loop ends as planned (a gate, a budget, the deadline): `finished` is true.
+    `resumable`: a rerun (with a larger budget or a later deadline) goes on."""
+
+    def __init__(self, reason: str, resumable: bool = True):
+        super().__init__(reason)
+        self.resumable = resumable
 
 
 class StageFailed(CaiError):
@@ -89,13 +98,14 @@ class Loop:
             self.history.add(event="begin", iterations=self.config.iterations,
                              policy=self.config.policy, config=str(self.config_path),
                              limit=self.run.limit, pid=os.getpid())
+            resumable = False
             try:
                 for stage in self.stages():
                     self.step(stage)
                 n = self.config.iterations
                 reason = f"{n} iteration{'s' if n != 1 else ''} done"
             except Stop as stop:
-                reason = str(stop)
+                reason, resumable = str(stop), stop.resumable
             except StageFailed as e:
                 self.history.add(event="end", finished=False, reason=str(e))
                 self.report(live=False)
@@ -104,9 +114,15 @@ class Loop:
                 self.history.add(event="end", finished=False, reason="interrupted")
                 self.report(live=False)
                 raise
-            self.history.add(event="end", finished=True, reason=reason)
+            self.history.add(event="end", finished=True, reason=reason, resumable=resumable)
             self.report(live=False)
-            return {"finished": True, "reason": reason, "policy": self.run.policy}
+            return {"finished": True, "reason": reason, "policy": self.run.policy,
+                    "resume": self.resume() if resumable else None}
+
+    def resume(self) -> str:
+        """The command that goes on with this run."""
+        return resume_command(str(self.config_path), self.run.folder, self.config.iterations,
+                              self.run.limit)
 
     def stages(self) -> Iterator[Stage]:
         yield from prep_stages(self.run)
@@ -125,17 +141,37 @@ class Loop:
             self.promote(stage.iteration, done["result"])
 
     def write_run_file(self) -> None:
-        """run.json, the config and the constitution as used; a changed config is refused."""
+        """run.json, the config and the constitution as used; a changed config is refused,
+        but for `budget` and `iterations` (they shape no data). The deadline is fixed here."""
         path = self.run.folder / RUN_FILE
-        settings = {k: v for k, v in self.data.items() if k != "iterations"}
-        wanted = {"config_sha256": config_hash(settings), "limit": self.run.limit}
-        if path.exists():
-            known = read_json(path, LOOP_FIX)
-            if {k: known.get(k) for k in wanted} != wanted:
-                raise CaiError(f"{self.run.folder} was started with another config or --limit; "
-                               "use another --out, or put the config back to resume "
-                               "(only `iterations` may change)")
-            return
+        shown = redact_all(self.data)  # the copies keep no credentials of its base_urls
+        known = read_json(path, LOOP_FIX) if path.exists() else None
+        if known is not None:
+            self.check_same_run(known, shown)
+            run = {**known, "config": shown}
+        else:
+            run = self.first_start(shown)
+        run["deadline"] = self.fix_deadline(run)
+        (self.run.folder / "config.yaml").write_text(
+            yaml.safe_dump(shown, sort_keys=False), encoding="utf-8")
+        write_json(path, run)
+
+    def check_same_run(self, known: dict[str, Any], shown: dict[str, Any]) -> None:
+        where = f"{self.run.folder} was started with"
+        if known.get("limit") != self.run.limit:
+            given = "no --limit" if known.get("limit") is None else f"--limit {known['limit']}"
+            raise CaiError(f"{where} {given}; give the same to resume, or use another --out")
+        if "config" in known:
+            changed = _changed(_shaping(redact_all(known["config"])), _shaping(shown))
+        else:  # a run of an older cai: only the hash of its config (all but iterations)
+            old = {k: v for k, v in self.data.items() if k != "iterations"}
+            changed = [] if known.get("config_sha256") == config_hash(old) else ["the config"]
+        if changed:
+            raise CaiError(f"{where} another config ({', '.join(changed)} changed); put it "
+                           "back to resume, or use another --out (only `budget` and "
+                           "`iterations` may change)")
+
+    def first_start(self, shown: dict[str, Any]) -> dict[str, Any]:
         from cai.constitution import load_constitution
         from cai.paths import resolve_constitution
 
@@ -144,12 +180,27 @@ class Loop:
                                       else self.config.constitution)
         text = source.read_text(encoding="utf-8")
         Path(self.run.constitution).write_text(text, encoding="utf-8")
-        shown = redact_all(self.data)  # the copies keep no credentials of its base_urls
-        (self.run.folder / "config.yaml").write_text(
-            yaml.safe_dump(shown, sort_keys=False), encoding="utf-8")
-        write_json(path, {**wanted, "constitution": load_constitution(source).provenance,
-                          "constitution_source": str(source), "started": now(),
-                          "config": shown})
+        return {"config_sha256": config_hash(_shaping(self.data)), "limit": self.run.limit,
+                "constitution": load_constitution(source).provenance,
+                "constitution_source": str(source), "started": now(), "config": shown}
+
+    def fix_deadline(self, run: dict[str, Any]) -> dict[str, Any] | None:
+        """The deadline as a clock time, kept in run.json: a rerun keeps it, not now plus
+        the duration again. A changed duration counts from the run's first start; a changed
+        clock time is the next one."""
+        spec, known = self.config.budget.deadline, run.get("deadline")
+        if spec is None:
+            self.deadline = None
+            return None
+        if known and known["spec"] == spec:
+            at = known["at"]
+        else:
+            at = parse_deadline(spec) or 0.0
+            if ":" not in spec:  # a duration
+                at += datetime.fromisoformat(run["started"]).timestamp() - time.time()
+        self.deadline = at
+        return {"spec": spec, "at": at,
+                "time": datetime.fromtimestamp(at).astimezone().isoformat(timespec="seconds")}
 
     # ------------------------------------------------------------------ one stage
 
@@ -172,14 +223,49 @@ class Loop:
                 self.child_process(stage)  # takes the results from the cache, queues the rest
             result, figures = {}, self.figures(stage)
         seconds = round(time.monotonic() - started, 1)
-        event = self.history.add(event="done", key=stage.key, iteration=stage.iteration,
+        counts = self.counts(stage) if stage.argv and skip is None else {}
+        state, why = self.completeness(stage, figures, counts)
+        event = self.history.add(event=state, key=stage.key, iteration=stage.iteration,
                                  stage=stage.name, out=str(stage.out), seconds=seconds,
-                                 result=result, **figures)
+                                 result=result, **figures, **counts,
+                                 **({"reason": why} if why else {}))
         self.echo(f"[{time.strftime('%H:%M:%S')}] iteration {stage.iteration}: {stage.name} "
-                  f"done in {seconds:.0f}s")
-        if figures.get("stopped_reason"):
-            raise Stop(f"{stage.name} stopped: {figures['stopped_reason']}")
+                  f"{state} in {seconds:.0f}s" + (f": {why}" if why else ""))
+        if state == "stopped":
+            raise Stop(f"{stage.name} stopped: {why}")
+        if state == "incomplete":
+            raise StageFailed(f"iteration {stage.iteration}, {stage.name} is incomplete: {why}."
+                              f" Its failures are in {stage.out}; to try them again: "
+                              f"{self.resume()}")
         return event
+
+    def counts(self, stage: Stage) -> dict[str, int]:
+        """The items of a stage's input, done and failed, summed over its summaries
+        (an evaluation answers, then grades)."""
+        summaries = _summaries(stage.out)
+        return {"items": sum(s.get("total", 0) for s in summaries),
+                "items_done": sum(s.get("already_done", 0) + s.get("done", 0)
+                                  for s in summaries),
+                "items_failed": sum(s.get("failed", 0) for s in summaries)}
+
+    def completeness(self, stage: Stage, figures: dict[str, Any],
+                     counts: dict[str, int]) -> tuple[str, str | None]:
+        """done, stopped (by the budget or the deadline) or incomplete (more failed items
+        than max_failed_fraction allows, in any of its summaries), with the reason."""
+        if figures.get("stopped_reason"):
+            return "stopped", (f"{figures['stopped_reason']} ({counts.get('items_done', 0)} of "
+                               f"{counts.get('items', 0)} items done)")
+        kind = "eval" if stage.name.startswith("eval") else stage.name
+        allowed = getattr(self.config.max_failed_fraction, kind, None)
+        if allowed is None:  # a training stage, or one without items
+            return "done", None
+        worst = max(((s.get("failed", 0) / s["total"], s) for s in _summaries(stage.out)
+                     if s.get("total")), default=None, key=lambda x: x[0])
+        if worst is None or worst[0] <= allowed:
+            return "done", None
+        share, s = worst
+        return "incomplete", (f"{s['failed']} of {s['total']} items of {s['stage']} failed "
+                              f"({share:.0%}; max_failed_fraction.{kind} is {allowed:g})")
 
     def nothing_to_do(self, stage: Stage) -> dict[str, Any] | None:
         """A training stage whose data file holds no rows is skipped, with the reason, and
@@ -360,7 +446,9 @@ class Loop:
             self.history.add(event="gate", iteration=i, **result)
             return result
         report = read_json(self.run.iter_dir(i) / "eval" / "report.json", LOOP_FIX)
-        gates = apply_gates(self.config.gates, report)
+        why = _incomplete(report)
+        gates = [{"name": "evaluation", "value": None, "limit": None, "passed": False,
+                  "why": why}] if why else apply_gates(self.config.gates, report)
         result = {"candidate": candidate, "promoted": all(g["passed"] for g in gates),
                   "gates": gates}
         self.history.add(event="gate", iteration=i, **result)
@@ -378,12 +466,43 @@ class Loop:
                   f"{self.run.policy}")
         if self.config.on_gate_fail == "stop":
             raise Stop(f"iteration {i}: the candidate failed the gates ({failed}); "
-                       "on_gate_fail is stop")
+                       "on_gate_fail is stop", resumable=False)
 
     def report(self, live: bool = True) -> None:
         from cai.loop.report import write_loop_report
 
         write_loop_report(self.run.folder, live)
+
+
+def _summaries(out: Path) -> list[dict[str, Any]]:
+    """The summaries a stage's command wrote (a stage summary has a `stage` key)."""
+    found = [read_json(p, LOOP_FIX) for folder in (out, out / "reference") if folder.is_dir()
+             for p in sorted(folder.glob("*summary.json"))]
+    return [s for s in found if "stage" in s]
+
+
+def _incomplete(report: dict[str, Any]) -> str | None:
+    """Why an evaluation's report cannot be gated on: it stopped early or left items out."""
+    stages = report.get("stages") or {}
+    stopped = [f"{name}: {s['stopped_reason']}" for name, s in stages.items()
+               if s.get("stopped_reason")]
+    if stopped or report.get("finished") is False:
+        return ("the evaluation is incomplete (" + ("; ".join(stopped) or "not finished") +
+                "): a candidate is gated only on a whole evaluation")
+    return None
+
+
+def _shaping(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings that shape a run's data: all but the budget and the iterations."""
+    return {k: v for k, v in config.items() if k not in ("budget", "iterations")}
+
+
+def _changed(old: Any, new: Any, where: str = "") -> list[str]:
+    """The keys (dotted) whose values differ between two configs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [c for k in {**old, **new}
+                for c in _changed(old.get(k), new.get(k), f"{where}.{k}" if where else k)]
+    return [] if old == new else [where or "the config"]
 
 
 def _interrupt(signum: int, frame: Any) -> None:
