@@ -1,0 +1,70 @@
+"""The run's spend ledger: every model response a child of `cai loop` gets is one line in it,
+as it comes, from every process; what the stand-in server counted is what the ledger says."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cai.models.budget import LEDGER, LEDGER_STAGE, read_ledger, record_spend
+from tests.stubs.stub_server import StubServer, completion_body, default_reply
+
+
+def served_tokens(requests: list[dict]) -> int:
+    """What the stand-in charged for these requests: its own usage figures, worked again."""
+    return sum(completion_body(r, default_reply(r))["usage"]["total_tokens"] for r in requests)
+
+
+def ledger_tokens(spent: dict) -> int:
+    return int(spent["tokens_in"] + spent["tokens_out"])
+
+
+def test_lines_from_many_processes_add_up_per_stage(tmp_path):
+    ledger = tmp_path / "spend.jsonl"
+    script = ("from cai.models.budget import record_spend\n"
+              "for _ in range(50): record_spend('openai:m', 10, 5, 0.001)\n")
+    env = {**os.environ, LEDGER: str(ledger)}
+    procs = [subprocess.Popen([sys.executable, "-c", script],
+                              env={**env, LEDGER_STAGE: f"1:stage-{k % 2}"}) for k in range(4)]
+    assert all(p.wait(60) == 0 for p in procs)
+    with open(ledger, "a") as f:
+        f.write('{"stage": "1:stage-0", "requests": 1, "tok')  # a line a kill cut short
+    spent = read_ledger(ledger)
+    assert spent["total"] == {"requests": 200, "tokens_in": 2000, "tokens_out": 1000,
+                              "cost_usd": 0.2}
+    assert spent["1:stage-0"]["requests"] == spent["1:stage-1"]["requests"] == 100
+    record_spend("openai:m", 1, 1, 0.0)  # no ledger named: nothing written, nothing raised
+    assert read_ledger(tmp_path / "none.jsonl")["total"]["requests"] == 0
+
+
+def test_a_stage_killed_and_rerun_is_counted_whole_by_the_server(tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Question number {k}?"}) + "\n"
+                               for k in range(12)))
+    ledger = tmp_path / "spend.jsonl"
+    env = {**os.environ, "OPENAI_API_KEY": "stand-in", LEDGER: str(ledger),
+           LEDGER_STAGE: "1:sample", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    with StubServer(latency=0.2) as server:
+        argv = [sys.executable, "-m", "cai", "sample", "--prompts", str(prompts), "--model",
+                "openai:stand-in", "--base-url", server.url, "--n", "2", "--concurrency", "2",
+                "--out", str(tmp_path / "sample")]
+        first = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        while server.completions < 6:
+            assert first.poll() is None
+        first.kill()  # mid-stage, requests in flight
+        first.wait()
+        killed_at = server.completions
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        requests = list(server.requests)
+    spent = read_ledger(ledger)
+    # What the killed attempt got before it died is in the ledger too, not only the rerun's.
+    assert spent["1:sample"]["requests"] >= killed_at - 2
+    # Every request the server answered is a line, but those in flight at the kill (2 at most).
+    assert 0 <= len(requests) - spent["total"]["requests"] <= 2
+    assert 0 <= served_tokens(requests) - ledger_tokens(spent["total"]) <= \
+        2 * max(completion_body(r, default_reply(r))["usage"]["total_tokens"] for r in requests)
+    summary = json.loads((Path(tmp_path) / "sample" / "summary.json").read_text())
+    assert summary["requests"] < spent["total"]["requests"]  # the summary: the last process
