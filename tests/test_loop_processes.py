@@ -16,7 +16,7 @@ import yaml
 
 from cai.errors import CaiError
 from cai.loop.processes import MARK, child_env, end_all, marked, refuse_leftovers
-from tests.conftest import ROOT
+from tests.conftest import ROOT, needs_local
 
 # A `cai` process at some depth under a loop: asks to die with its parent, as cai's entry
 # point does, starts the next one in a new session (as torchrun does), and waits.
@@ -112,3 +112,63 @@ def test_a_new_loop_refuses_beside_a_leftover_and_status_names_it(tmp_path):
     finally:
         stray.kill()
         stray.wait()
+
+
+ACCELERATE = {"compute_environment": "LOCAL_MACHINE", "distributed_type": "MULTI_GPU",
+              "num_machines": 1, "num_processes": 2, "machine_rank": 0, "mixed_precision": "no",
+              "rdzv_backend": "static", "same_network": True, "use_cpu": False}
+
+
+@needs_local
+@pytest.mark.slow
+def test_kill_9_while_training_under_accelerate_leaves_nothing_and_resumes(tmp_path):
+    """`accelerate launch` with two CPU processes (torchrun's workers, each in a session of
+    its own) killed with the loop mid-training: nothing of the run is left within 10 s, and
+    the rerun finishes with every record once."""
+    from cai.records import read_jsonl
+    from tests.stubs.stub_server import StubServer
+    from tests.test_loop import cai, children_of, lines, status, write_config
+
+    (tmp_path / "acc.yaml").write_text(yaml.safe_dump(ACCELERATE))
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "HF_DATASETS_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1", "OPENAI_API_KEY": "stand-in",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # `accelerate`
+    run = (tmp_path / "run").resolve()
+    it = run / "iter-01"
+    with StubServer() as server:
+        config = write_config(
+            tmp_path / "c.yaml", iterations=1, critic="openai:stand-in",
+            judge="openai:stand-in", evaluator="openai:stand-in", base_urls=[server.url],
+            work={"prompts": 3, "samples": 2, "rounds": 1},
+            training={"method": "sft", "lora": True, "save_steps": 1, "accelerate": "acc.yaml",
+                      "trl": {"max_steps": 4, "per_device_train_batch_size": 1}})
+        loop = subprocess.Popen([sys.executable, "-m", "cai", "loop", str(config), "--out",
+                                 str(run)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=open(tmp_path / "loop.err", "w"))  # noqa: SIM115
+        workers = []
+        try:
+            def training() -> bool:
+                assert loop.poll() is None, (tmp_path / "loop.err").read_text()
+                workers[:] = [p for p, c in marked(run) if "-m cai train sft" in c]
+                return len(workers) >= 3 and any(
+                    (it / "train-sft").glob("checkpoint-*/trainer_state.json"))
+            assert wait_for(training, 900)
+            loop.send_signal(signal.SIGKILL)
+            loop.wait()
+            killed = time.time()
+            assert wait_for(lambda: not marked(run) and not children_of(run), 10), \
+                f"left 10 s after the kill: {marked(run)}"
+            print(f"{len(workers)} training processes (accelerate and its workers) gone "
+                  f"{time.time() - killed:.1f}s after the kill")
+        finally:
+            end_all(run)
+        assert status(run, env)["processes"] == []
+        cai("loop", config, "--out", run, env=env)
+        assert status(run, env)["finished"] is True
+    keys = [e["key"] for e in read_jsonl(run / "history.jsonl") if e["event"] == "done"]
+    assert len(keys) == len(set(keys)) and "1:gate" in keys
+    ids = [r["id"] for r in read_jsonl(it / "revise" / "sft.jsonl")]
+    assert len(ids) == len(set(ids)) == lines(it / "revise" / "sft.jsonl") == 3
+    summary = json.loads((it / "train-sft" / "train_summary.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 4
+    assert summary["resumed_from"].startswith("checkpoint-")

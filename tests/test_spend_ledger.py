@@ -7,8 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cai.models.budget import LEDGER, LEDGER_STAGE, read_ledger, record_spend
+from tests.conftest import has, needs_local
 from tests.stubs.stub_server import StubServer, completion_body, default_reply
+
+needs_train = pytest.mark.skipif(not has("trl"), reason="needs the train extra")
 
 
 def served_tokens(requests: list[dict]) -> int:
@@ -68,3 +73,39 @@ def test_a_stage_killed_and_rerun_is_counted_whole_by_the_server(tmp_path):
         2 * max(completion_body(r, default_reply(r))["usage"]["total_tokens"] for r in requests)
     summary = json.loads((Path(tmp_path) / "sample" / "summary.json").read_text())
     assert summary["requests"] < spent["total"]["requests"]  # the summary: the last process
+
+
+@needs_local
+@needs_train
+@pytest.mark.slow
+def test_grpo_reaching_its_budget_stops_with_a_checkpoint_and_resumes(tmp_path):
+    """The judge's budget runs out in step 2 of 4: the step learns nothing, training stops as
+    it ends with a checkpoint, exit 0; the same command with more budget goes on from it."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in (
+        "Name a colour.", "Say hello politely.", "What is two plus two?", "Name a fruit.")))
+    config = tmp_path / "t.yaml"
+    config.write_text("trl:\n  max_steps: 4\n  num_generations: 2\n  save_strategy: steps\n"
+                      "  save_steps: 100\n  per_device_train_batch_size: 2\n"
+                      "  max_completion_length: 8\n")
+    out = tmp_path / "grpo"
+    env = {**os.environ, "OPENAI_API_KEY": "stand-in", "OMP_NUM_THREADS": "1",
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    with StubServer() as server:
+        argv = [sys.executable, "-m", "cai", "train", "grpo", "--prompts", str(prompts),
+                "--model", "local", "--judge", "openai:stand-in", "--base-url", server.url,
+                "--out", str(out), "--lora", "--config", str(config), "--eval-fraction", "0"]
+        first = subprocess.run([*argv, "--max-requests", "2"], env=env, capture_output=True,
+                               text=True, timeout=900)
+        assert first.returncode == 0, first.stderr[-3000:]
+        assert "stopped: max-requests 2 reached" in " ".join(first.stderr.split())
+        summary = json.loads((out / "train_summary.json").read_text())
+        assert summary["stopped_reason"] == "max-requests 2 reached"
+        assert summary["steps"] == 2 and [p.name for p in out.glob("checkpoint-*")] == \
+            ["checkpoint-2"]
+        assert server.completions == 2
+        again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+        assert again.returncode == 0, again.stderr[-3000:]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["stopped_reason"] is None and summary["steps"] == 4
+    assert summary["resumed_from"] == "checkpoint-2" and not list(out.glob("checkpoint-*"))
