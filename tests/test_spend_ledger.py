@@ -109,3 +109,33 @@ def test_grpo_reaching_its_budget_stops_with_a_checkpoint_and_resumes(tmp_path):
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["stopped_reason"] is None and summary["steps"] == 4
     assert summary["resumed_from"] == "checkpoint-2" and not list(out.glob("checkpoint-*"))
+
+
+def test_the_loop_reads_a_trainers_stop_and_its_spend_from_the_ledger(tmp_path):
+    """GRPO's summary (no `stage` key) is read for its stop; spend comes from the ledger,
+    every attempt of the stage, not from the summaries."""
+    import yaml
+
+    from cai.loop.run import Loop
+    from cai.records import write_json
+    from tests.conftest import ROOT
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "policy": "local", "critic": "local", "judge": "local", "evaluator": "local",
+        "prompts": {"file": str(ROOT / "examples" / "prompts.jsonl")}, "iterations": 1,
+        "training": {"method": "grpo"}, "budget": {"max_tokens": 1000}}))
+    loop = Loop(config, tmp_path / "run")
+    loop.run.folder.mkdir()
+    stage = next(s for s in loop.stages() if s.name == "train-grpo")
+    write_json(stage.out / "train_summary.json", {"kind": "grpo", "steps": 2,
+                                                  "stopped_reason": "max-tokens 9 reached"})
+    with open(loop.run.folder / "spend.jsonl", "w") as f:
+        for key, tokens in ((stage.key, 300), (stage.key, 200), ("1:judge", 100)):
+            f.write(json.dumps({"stage": key, "requests": 1, "tokens_in": tokens,
+                                "tokens_out": 0, "cost_usd": 0.0}) + "\n")
+    figures = loop.figures(stage)
+    assert figures["stopped_reason"] == "max-tokens 9 reached"
+    assert (figures["tokens"], figures["requests"]) == (500, 2)
+    assert loop.history.spent()["tokens"] == 600
+    assert loop.budget_options()[-2:] == ["--max-tokens", "400"]
