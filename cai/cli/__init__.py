@@ -43,6 +43,9 @@ _python_warning = warnings.showwarning
 
 
 def main() -> None:
+    from cai.loop.processes import die_with_parent
+
+    die_with_parent()  # a process a loop started (at any depth) ends with its parent
     warnings.showwarning = _show_warning
     try:
         # Not click's standalone mode: it would turn Ctrl-C (and a `kill`) into "Aborted!"

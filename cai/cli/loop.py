@@ -63,6 +63,9 @@ def _show(s: dict[str, Any]) -> None:
              where, f"policy: {s['policy']}",
              f"spent: ${s['spent']['cost_usd']:.4f}, {s['spent']['tokens']} tokens, "
              f"{s['spent']['requests']} requests, {s['spent']['cache_hits']} cache hits"]
+    lines += [f"  {key}: ${x['cost_usd']:.4f}, {x['tokens']} tokens, {x['requests']} requests"
+              for key, x in s["spent_by_stage"].items()]
+    lines += [f"still running: pid {p['pid']}: {p['command']}" for p in s["processes"]]
     for u in s["unfinished"]:
         lines.append(f"iteration {u['iteration']}, {u['stage']}: {u['event']}, "
                      f"{u['items_done']} of {u['items']} items done ({u['reason']})")

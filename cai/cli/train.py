@@ -37,6 +37,9 @@ def train_options(f: Any) -> Any:
                      "LoraConfig)."),
         click.option("--eval-fraction", default=0.1, show_default=True,
                      type=click.FloatRange(0, 0.5), help="Share of prompts held out."),
+        click.option("--deadline", default=None, help="Stop at the end of the step that "
+                     "reaches a duration (45m, 8h) or a clock time (06:30), with a checkpoint; "
+                     "the same command, run again, resumes."),
         OVERWRITE,
     ]):
         f = option(f)
@@ -154,8 +157,9 @@ def train_grpo(prompts_file: str, model: str, judge_spec: str, constitution: str
 def _train(kind: str, data: tuple[str, ...], model: str, out: str, lora: bool,
            config: str | None, eval_fraction: float, overwrite: bool, merge: bool = False,
            min_margin: float = 0.0, grpo: Any = None,
-           settings: dict[str, Any] | None = None) -> None:
+           settings: dict[str, Any] | None = None, deadline: str | None = None) -> None:
     from cai.folders import claim
+    from cai.models.budget import parse_deadline
     from cai.training.train import train
 
     shaped = {"model": model, "lora": lora, "merge": merge, "eval_fraction": eval_fraction,
@@ -163,7 +167,7 @@ def _train(kind: str, data: tuple[str, ...], model: str, out: str, lora: bool,
     s = train(kind, [Path(d) for d in data], model, Path(out), lora=lora,
               config=Path(config) if config else None, merge=merge,
               eval_fraction=eval_fraction, min_margin=min_margin, grpo=grpo,
-              claim=lambda: claim(Path(out), f"train {kind}", {
+              deadline=parse_deadline(deadline), claim=lambda: claim(Path(out), f"train {kind}", {
                   "--prompts" if kind == "grpo" else "--data": data, "--config": config},
                   settings=shaped, overwrite=overwrite))
     if s is None:
@@ -180,6 +184,9 @@ def _train(kind: str, data: tuple[str, ...], model: str, out: str, lora: bool,
         console.print(grpo_line(s["grpo"]), highlight=False)
     for note in s["notes"]:
         err.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+    if s["stopped_reason"]:
+        err.print(f"[yellow]stopped:[/] {escape(s['stopped_reason'])}; its checkpoint is kept: "
+                  "run the same command again to go on", soft_wrap=True)
 
 
 def grpo_line(g: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from cai.redact import redact_all
 
 LOCK = "loop.lock"
 ENDED = ("done", "stopped", "incomplete")  # the events that end a stage's run, with figures
+LEDGER_FILE = "spend.jsonl"  # one line per model response a child got (see models/budget.py)
 
 
 def now() -> str:
@@ -51,10 +52,22 @@ class History:
         return found[-1]["seconds"] if found else None
 
     def spent(self) -> dict[str, float]:
-        # A stopped or incomplete stage spent too; its rerun's summary counts only the rerun.
-        done = [e for e in self.events if e.get("event") in ENDED]
-        return {k: round(sum(e.get(k) or 0 for e in done), 6)
-                for k in ("cost_usd", "tokens", "requests", "cache_hits")}
+        """What the run spent: by its ledger (every child's responses, killed attempts
+        included); cache hits by the stages' summaries."""
+        return spending(self.path.parent, self.events)["total"]
+
+
+def spending(folder: Path, events: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Cost, tokens and requests per stage key and in "total", from the run's ledger."""
+    from cai.models.budget import read_ledger
+
+    by_stage = {}
+    for key, s in read_ledger(folder / LEDGER_FILE).items():
+        by_stage[key] = {"cost_usd": s["cost_usd"], "tokens": s["tokens_in"] + s["tokens_out"],
+                         "requests": s["requests"]}
+    by_stage["total"]["cache_hits"] = sum(e.get("cache_hits") or 0 for e in events
+                                          if e.get("event") in ENDED)
+    return by_stage
 
 
 @contextmanager

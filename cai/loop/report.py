@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cai.errors import CaiError
-from cai.loop.history import ENDED, LOCK
+from cai.loop.history import ENDED, LOCK, spending
+from cai.loop.processes import marked
 from cai.records import read_json, read_jsonl, write_json
 
 LOOP_FIX = "rerun the same `cai loop` command, or start a new run with another --out"
@@ -64,8 +65,8 @@ def status(folder: Path, live: bool | None = None) -> dict[str, Any]:
     else:
         state = "interrupted"  # killed: no end was written
     gates = [e for e in events if e["event"] == "gate"]
-    spent = {k: round(sum(e.get(k) or 0 for e in events if e["event"] in ENDED), 6)
-             for k in ("cost_usd", "tokens", "requests", "cache_hits")}
+    by_stage = spending(folder, events)
+    spent = by_stage.pop("total")
     latest = {e["key"]: e for e in events if e["event"] in (*ENDED, "failed")}
     moves = [e for e in events if e["event"] in ("start", "done")]
     return {
@@ -76,7 +77,10 @@ def status(folder: Path, live: bool | None = None) -> dict[str, Any]:
         "iterations": begin["iterations"],
         "stage": current["stage"] if current else None,
         "progress": _progress(current) if current and live else None,
-        "spent": spent,
+        "spent": spent, "spent_by_stage": by_stage,
+        # The run's processes now: the running stage's, or ones a killed loop left behind.
+        "processes": [{"pid": pid, "command": command}
+                      for pid, command in marked(folder.resolve())],
         "gates": [{"iteration": g["iteration"], "promoted": g["promoted"],
                    "failed": [x["name"] for x in g["gates"] if not x["passed"]]}
                   for g in gates],

@@ -10,8 +10,9 @@ only when its command got through its whole input: one stopped by the budget or 
 is recorded as `stopped`, one with more failed items than the config allows as `incomplete`,
 and a rerun runs either again.
 
-Stages run as child processes (see plan.py) that die with the loop: each asks the kernel for
-SIGKILL when its parent dies, so that no stage goes on writing after a `kill -9` of the loop.
+Stages run as child processes (see plan.py), each in a process group of its own, that die
+with the loop at every depth, so that no stage goes on writing after a `kill -9` of the loop
+(see processes.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import suppress
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -35,10 +35,16 @@ from cai.errors import CaiError
 from cai.folders import claim
 from cai.loop.config import config_hash, read_loop_config
 from cai.loop.gates import apply_gates
-from cai.loop.history import History, locked, now
+from cai.loop.history import LEDGER_FILE, History, locked, now, spending
 from cai.loop.plan import ANSWERS, Run, Stage, iteration_stages, prep_stages
+from cai.loop.processes import (
+    ask_for_sigkill_with_parent,
+    child_env,
+    end_all,
+    refuse_leftovers,
+)
 from cai.loop.report import LOOP_FIX, resume_command, running
-from cai.models.budget import parse_deadline
+from cai.models.budget import LEDGER, LEDGER_STAGE, parse_deadline
 from cai.records import read_json, read_jsonl, write_json, write_jsonl
 from cai.redact import redact_all, redact_urls
 
@@ -59,13 +65,9 @@ class StageFailed(CaiError):
 
 
 def _die_with_parent(parent: int) -> None:
-    """In the child, before it runs: SIGKILL when the loop dies (Linux's PR_SET_PDEATHSIG),
-    and exit at once if the loop is already gone."""
-    import ctypes
-
-    # Not Linux: the child cannot ask; the loop still kills it when it stops on its own.
-    with suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    """In the child, before it runs: SIGKILL when the loop dies, and exit at once if the
+    loop is already gone."""
+    ask_for_sigkill_with_parent()
     if os.getppid() != parent:
         os._exit(1)
 
@@ -94,6 +96,7 @@ class Loop:
         if not (folder / RUN_FILE).is_file() and not running(folder):  # (in use: refused below)
             claim(folder, "loop", overwrite=None)  # a run of an older cai is known by run.json
         with locked(self.run.folder):
+            refuse_leftovers(folder)
             self.write_run_file()
             self.history.add(event="begin", iterations=self.config.iterations,
                              policy=self.config.policy, config=str(self.config_path),
@@ -303,19 +306,28 @@ class Loop:
             argv[i] = self.trained(argv[i])
         return argv
 
-    def child_process(self, stage: Stage) -> None:
+    def child_process(self, stage: Stage, spends_for: str | None = None) -> None:
+        """Run the stage's command; what it spends goes in the ledger under `spends_for`
+        (default: the stage's key)."""
         argv = [*self.argv(stage), *(self.budget_options() if stage.budgeted else []),
                 *(["--batch"] if stage.batch else [])]
+        if stage.name.startswith("train-") and not stage.budgeted and self.deadline:
+            argv += ["--deadline", f"{max(1, int(self.deadline - time.time()))}s"]
         command = [*(stage.launcher or (sys.executable,)), "-m", "cai", *argv]
         log = self.run.folder / LOG
         with open(log, "ab") as f:
             f.write(redact_urls(f"\n[{now()}] $ {shlex.join(['cai', *argv])}\n").encode())
             f.flush()
             start, parent = f.tell(), os.getpid()
+            # A group of its own, so that the loop can end the stage whole (and a Ctrl-C in
+            # the terminal reaches the loop alone, which then ends the stage).
             self.child = subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, preexec_fn=lambda: _die_with_parent(parent),
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                start_new_session=True, env={
+                    **os.environ, "PYTHONUNBUFFERED": "1", **child_env(self.run.folder),
+                    LEDGER: str(self.run.folder / LEDGER_FILE),
+                    LEDGER_STAGE: spends_for or stage.key})
             try:
                 # Through the loop, not straight into the file: a child's error may quote a
                 # --base-url, and loop.log keeps no credentials.
@@ -329,6 +341,9 @@ class Loop:
                 self.child.wait()
                 raise
             finally:
+                # Whatever the stage left (torchrun's workers, in sessions of their own),
+                # however it ended: nothing of it outlives the stage.
+                end_all(self.run.folder, self.child.pid)
                 self.child = None
         if code != 0:
             reason = _last_error(log, start) or f"exit status {code}"
@@ -342,11 +357,11 @@ class Loop:
         summaries = [read_json(p, LOOP_FIX) for folder in
                      (stage.out, stage.out / "reference") if folder.is_dir()
                      for p in sorted(folder.glob("*summary.json"))]
-        summaries = [s for s in summaries if "stage" in s]  # stage summaries, not training's
+        # What it spent by the ledger: every attempt and batch pass, a trainer's judge too.
+        spent = spending(self.run.folder, []).get(stage.key, {})
         return {
-            "cost_usd": round(sum(s.get("cost_usd", 0) for s in summaries), 6),
-            "tokens": sum(s.get("tokens_in", 0) + s.get("tokens_out", 0) for s in summaries),
-            "requests": sum(s.get("requests", 0) for s in summaries),
+            "cost_usd": spent.get("cost_usd", 0.0), "tokens": spent.get("tokens", 0),
+            "requests": spent.get("requests", 0),
             "cache_hits": sum(s.get("cache_hits", 0) for s in summaries),
             "stopped_reason": next((s["stopped_reason"] for s in summaries
                                     if s.get("stopped_reason")), None),
@@ -362,7 +377,7 @@ class Loop:
         collect = Stage(stage.iteration, "batch-collect", stage.out,
                         ["batch", "collect", "--out", str(stage.out), *self.url_options()])
         while True:
-            self.child_process(collect)
+            self.child_process(collect, spends_for=stage.key)
             running = [b for b in load_state(stage.out)["batches"] if not b["collected"]]
             if not running:
                 return

@@ -8,13 +8,14 @@ this table was written; they change, so check them and extend or override the ta
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cai.errors import CaiError, InputError
 from cai.models.registry import parse_spec
-from cai.records import read_text
+from cai.records import append_shared, read_text
 from cai.yamlfile import read_yaml
 
 # model name -> (input, output) USD per 1M tokens; a prefix matches dated versions too.
@@ -67,6 +68,41 @@ def price_of(spec: str, table: dict[str, tuple[float, float]]) -> tuple[float, f
         if model == name or model.startswith(name + "-") or model.startswith(name + "@"):
             return table[name]
     return None
+
+
+# `cai loop` names its run's spend ledger, and the stage a child runs for, in these; every
+# model response a child gets is appended there as it comes, so that what a killed attempt, an
+# earlier batch pass or a trainer's judge spent is counted too.
+LEDGER, LEDGER_STAGE = "CAI_LEDGER", "CAI_LOOP_STAGE"
+SPENT = ("requests", "tokens_in", "tokens_out", "cost_usd")
+
+
+def record_spend(spec: str, tokens_in: int, tokens_out: int, cost: float,
+                 requests: int = 1) -> None:
+    """One line in the run's ledger, when this process runs under `cai loop`."""
+    path = os.environ.get(LEDGER)
+    if path:
+        append_shared(path, [{"stage": os.environ.get(LEDGER_STAGE), "model": spec,
+                              "requests": requests, "tokens_in": tokens_in,
+                              "tokens_out": tokens_out, "cost_usd": cost, "pid": os.getpid()}])
+
+
+def read_ledger(path: Path) -> dict[str, dict[str, float]]:
+    """What each stage spent by the ledger, and "total": the whole run."""
+    spent: dict[str, dict[str, float]] = {"total": dict.fromkeys(SPENT, 0)}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:  # a line a kill cut short: its response was never used
+                continue
+            stage = spent.setdefault(str(entry.get("stage")), dict.fromkeys(SPENT, 0))
+            for key in SPENT:
+                stage[key] += entry.get(key) or 0
+                spent["total"][key] += entry.get(key) or 0
+    for stage in spent.values():
+        stage["cost_usd"] = round(stage["cost_usd"], 6)
+    return spent
 
 
 @dataclass

@@ -17,7 +17,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from cai.chat import Completion, Message, Sampling
 from cai.errors import BackendError, CaiError, CaiWarning
 from cai.models.backends.base import Backend, estimate_tokens
-from cai.models.budget import Budget, BudgetExhausted
+from cai.models.budget import Budget, BudgetExhausted, record_spend
 from cai.models.cache import ResponseCache, request_key
 from cai.models.registry import Kind, parse_spec
 
@@ -269,10 +269,12 @@ class Client:
         self.stats.prompt_tokens += used.prompt_tokens
         self.stats.completion_tokens += used.completion_tokens
         self.budget.spent_tokens += used.prompt_tokens + used.completion_tokens
+        cost = 0.0
         if self.price is not None:
             cost = (used.prompt_tokens * self.price[0] + used.completion_tokens * self.price[1])
             self.stats.cost_usd += cost / 1e6
             self.budget.spent_cost += cost / 1e6
+        record_spend(self.spec, used.prompt_tokens, used.completion_tokens, cost / 1e6)
 
     def _count_retry(self, state: Any) -> None:
         error = state.outcome.exception()

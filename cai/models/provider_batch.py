@@ -30,6 +30,7 @@ from cai.errors import BackendError, CaiError
 from cai.models.backends.anthropic import message_completion, request_params
 from cai.models.backends.base import redact
 from cai.models.backends.openai import chat_completion, request_body
+from cai.models.budget import record_spend
 from cai.models.cache import ResponseCache
 from cai.models.client import Client
 from cai.records import read_json, write_json
@@ -413,4 +414,5 @@ async def _collect_one(provider: OpenAIBatches | AnthropicBatches, record: dict[
     cost = (None if price is None else
             round((tally["tokens_in"] * price[0] + tally["tokens_out"] * price[1]) / 1e6, 6))
     record.update(collected=True, collected_at=_now(), results=tally, cost_usd=cost)
+    record_spend(spec, tally["tokens_in"], tally["tokens_out"], cost or 0.0, tally["succeeded"])
     return {**tally, "cost_usd": cost}

@@ -33,6 +33,7 @@ from cai.chat import Message, messages_from_dicts
 from cai.errors import CaiError
 from cai.evals.detectors import detect
 from cai.inputs import prompt_id
+from cai.models.budget import BudgetExhausted
 from cai.records import append_shared, reply_text
 from cai.stages.judge import Judge, fenced, make_fence
 
@@ -89,18 +90,26 @@ class JudgeReward:
     references: dict[str, str] = field(default_factory=dict)  # prompt key -> reference answer
     steps: list[dict[str, float]] = field(default_factory=list)
     log: str | Path | None = None  # each completion and its reward appended (completions.jsonl)
+    stopped_reason: str | None = None  # the budget or deadline that ended the judging
 
     async def __call__(self, prompts: list[Any], completions: list[Any],
                        completion_ids: list[list[int]] | None = None,
                        log_metric: Any = None, trainer_state: Any = None,
                        **columns: Any) -> list[float]:
         texts = [reply_text(c) for c in completions]
-        if self.mode == "pairwise":
-            raw, flips = await self._pairwise(prompts, texts)
-        elif self.mode == "reference":
-            raw, flips = await self._reference(prompts, texts)
-        else:
-            raw, flips = await self._score(prompts, texts), []
+        try:
+            if self.mode == "pairwise":
+                raw, flips = await self._pairwise(prompts, texts)
+            elif self.mode == "reference":
+                raw, flips = await self._reference(prompts, texts)
+            else:
+                raw, flips = await self._score(prompts, texts), []
+        except BudgetExhausted as e:
+            # The budget or the deadline is reached: equal rewards give every completion an
+            # advantage of 0, so this step learns nothing, and training stops as it ends
+            # (see stopping.py) with a checkpoint to resume from.
+            self.stopped_reason = str(e)
+            return [0.0] * len(texts)
         lengths = [len(ids) for ids in completion_ids] if completion_ids else [
             len(t.split()) for t in texts]
         rewards = [r - self.length_penalty * n / self.max_completion_length

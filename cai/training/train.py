@@ -33,7 +33,8 @@ def train(kind: str, data: Sequence[Path], model: str, out: Path, *, lora: bool 
           config: Path | None = None, merge: bool = False, eval_fraction: float = 0.1,
           min_margin: float = 0.0, answer_sampling: Sampling | None = None,
           callbacks: Sequence[Any] = (), grpo: Any = None,
-          claim: Callable[[], None] | None = None) -> dict[str, Any] | None:
+          claim: Callable[[], None] | None = None,
+          deadline: float | None = None) -> dict[str, Any] | None:
     """Train `model` on `data` into `out`; return the run summary (train_summary.json).
 
     Every input is checked first; then the main process calls `claim` (the CLI's check that
@@ -68,7 +69,13 @@ def train(kind: str, data: Sequence[Path], model: str, out: Path, *, lora: bool 
                 else out / "completions.jsonl"
         reward = make_reward(grpo.settings, grpo.session, grpo.templates, rows, trl_settings,
                              log)
-    fit = _fit(kind, start, split, args, peft, callbacks, reward)
+    from cai.models.budget import Budget
+    from cai.training.stopping import StopWhenSpent
+
+    # GRPO's judge spends from the command's budget, which holds its deadline too.
+    stop = StopWhenSpent(grpo.session.budget if kind == "grpo" else Budget(deadline=deadline),
+                         reward)
+    fit = _fit(kind, start, split, args, peft, [*callbacks, stop], reward)
     gc.collect()
     soft_labels_used = fit.pop("soft_labels_used")
     if not fit.pop("main"):
@@ -85,6 +92,9 @@ def train(kind: str, data: Sequence[Path], model: str, out: Path, *, lora: bool 
         "heldout_rows": len(split.heldout), "notes": notes,
         "constitutions": card.constitutions(rows),
         **fit, "trl": trl_settings, "lora": lora_settings, "versions": _versions(),
+        # Stopped by the budget or the deadline: its checkpoint is kept, and the same
+        # command, run again, goes on from it.
+        "stopped_reason": stop.reason,
     }
     if kind == "grpo":
         summary["grpo"] = grpo.summary(reward, fit.pop("log_history"))
@@ -92,7 +102,8 @@ def train(kind: str, data: Sequence[Path], model: str, out: Path, *, lora: bool 
         summary["implicit_reward_accuracy"] = fit["heldout"].get("eval_rewards/accuracies")
     if merge:
         checkpoints.merge_adapter(out)
-    _write_results(out, summary, split.heldout, answer_sampling)
+    if stop.reason is None:  # a stopped run's answers would be a partial model's
+        _write_results(out, summary, split.heldout, answer_sampling)
     summary["wall_seconds"] = round(time.monotonic() - started, 1)
     write_json(out / "train_summary.json", summary)
     (out / "README.md").write_text(card.model_card(summary), encoding="utf-8")
@@ -120,7 +131,8 @@ def _fit(kind: str, start: Path, split: Split, args: Any, peft: Any,
     # the last one: the same command, run again.
     resumed = last_checkpoint(args)
     trainer.train(resume_from_checkpoint=resumed)
-    metrics = trainer.evaluate() if split.heldout else {}
+    stopped = any(getattr(c, "reason", None) for c in callbacks)
+    metrics = trainer.evaluate() if split.heldout and not stopped else {}
     if reward is not None:  # the judge's connections belong to TRL's event loop: closed there
         _close_on(trainer, reward.judge.client)
     model = trainer.accelerator.unwrap_model(trainer.model)
@@ -129,7 +141,7 @@ def _fit(kind: str, start: Path, split: Split, args: Any, peft: Any,
         # may be an adapter itself (its own base merged in before this one was made).
         model.peft_config["default"].base_model_name_or_path = str(start)
     trainer.save_model(args.output_dir)  # every rank: FSDP and ZeRO-3 gather the weights here
-    if trainer.is_world_process_zero():
+    if trainer.is_world_process_zero() and not stopped:
         for checkpoint in Path(args.output_dir).glob("checkpoint-*"):
             shutil.rmtree(checkpoint)  # only for resuming: the model is saved whole now
     params = list(model.parameters())
