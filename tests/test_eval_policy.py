@@ -144,6 +144,109 @@ def test_the_training_judge_may_not_grade_with_its_own_template(answers, tmp_pat
     assert "also the training judge" in (tmp_path / "e3" / "report.html").read_text()
 
 
+def same_template_as_the_judge(tmp_path):
+    """Templates whose evaluator comparison is the training judge's own."""
+    same = tmp_path / "templates"
+    same.mkdir()
+    shutil.copy(ROOT / "prompts" / "judge.j2", same / "eval_pairwise.j2")
+    return same
+
+
+def answered_by(path, model):
+    """The answers of ANSWERS as `cai eval policy` writes a model's (the loop's `eval` stage
+    writes the candidate's so), each naming that model."""
+    path.write_text("".join(json.dumps({"id": i, "prompt": p, "response": r, "kind": k,
+                                        "model": model}) + "\n"
+                            for i, p, k, _, r in ANSWERS))
+    return path
+
+
+def test_the_guard_compares_identities_whatever_the_backend(tmp_path):
+    """A policy generated through vLLM, trained on pairs a vLLM judge labelled, graded by the
+    same weights loaded through transformers: other specs, one model. The judge's record is
+    a pairs row with the fields `cai judge` writes (no vLLM here to run one)."""
+    from cai.errors import CaiWarning
+    from cai.evals.evaluator import Evaluator
+    from cai.evals.policy import same_model, training_judge, warn_if_same_judge
+    from cai.models.identity import folder_fingerprint
+    from cai.models.session import Session
+    from cai.templates import Templates
+    from cai.training.card import file_info
+
+    judge = tmp_path / "judge-model"  # a checkpoint folder: what fingerprints it is there
+    judge.mkdir()
+    (judge / "config.json").write_text('{"model_type": "llama"}')
+    (judge / "model.safetensors").write_bytes(b"weights")
+    templates = Templates()
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text(json.dumps({
+        "prompt": "Hi", "chosen": "Hello.", "rejected": "Go away.", "judge": f"vllm:{judge}",
+        "judge_identity": f"vllm:{judge}@{folder_fingerprint(judge)[:16]}",
+        "templates": templates.hashes("judge", "_judge_data")}) + "\n")
+    policy = tmp_path / "policy"  # the checkpoint `cai train dpo` wrote on those pairs
+    policy.mkdir()
+    (policy / "train_summary.json").write_text(json.dumps({"kind": "dpo",
+                                                           "data": [file_info(prefs)]}))
+    found = training_judge(f"vllm:{policy}", None, templates)
+    assert found and found["identity"].startswith(f"vllm:{judge}@")
+
+    # The same template: refused, by the command, before any model loads.
+    args = ["eval", "policy", "--responses", answered_by(tmp_path / "a.jsonl",
+                                                         f"vllm:{policy}"),
+            "--reference-responses", tmp_path / "a.jsonl", "--evaluator", f"hf:{judge}"]
+    refused = cai(*args, "--out", tmp_path / "e1", "--templates",
+                      same_template_as_the_judge(tmp_path))
+    assert refused.returncode == 2, refused.stderr
+    assert "with the same template labelled this policy's training data" in refused.stderr
+    assert f"training judge vllm:{judge}" in refused.stderr
+    # Its own templates: a warning, which the report repeats.
+    session = Session(use_cache=False)
+    evaluator = Evaluator(session.client(f"hf:{judge}", logprobs=True), templates, 0)
+    with pytest.warns(CaiWarning, match="also the training judge"):
+        note = warn_if_same_judge(evaluator, found, allow=False)
+    assert note and f"vllm:{judge}" in note
+    # Another model: no word.
+    other = Evaluator(session.client("fake:fixed:A", logprobs=True), templates, 0)
+    assert warn_if_same_judge(other, found, allow=False) is None
+    # One GGUF as `local` and `hf:local` is one model; two models on one server are two.
+    assert same_model("local:SmolLM2-135M-Instruct@0123abcd", "hf:local@0123abcd")
+    assert not same_model("openai:a@0123abcd", "openai:b@0123abcd")
+
+
+def test_the_guard_knows_grpos_reward_judge(tmp_path):
+    """A GRPO checkpoint's judge is its reward, named in its train_summary.json (written here
+    by GRPO's own summary, without training)."""
+    from cai.models.session import Session
+    from cai.templates import Templates
+    from cai.training.card import file_info
+    from cai.training.grpo import GrpoRun, RewardSettings, make_reward, read_prompt_rows
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "Name a colour."}\n')
+    settings, rows = RewardSettings(judge="fake:fixed:A"), read_prompt_rows(prompts)
+    session, templates = Session(use_cache=False), Templates()
+    reward = make_reward(settings, session, templates, rows, {})
+    policy = tmp_path / "grpo"
+    policy.mkdir()
+    (policy / "train_summary.json").write_text(json.dumps({
+        "kind": "grpo", "data": [file_info(prompts)],
+        "grpo": GrpoRun(settings, session, templates, rows).summary(reward, [])}))
+    answers = answered_by(tmp_path / "a.jsonl", f"hf:{policy}")
+    args = ["eval", "policy", "--responses", answers, "--reference-responses", answers,
+            "--evaluator", "fake:fixed:A"]
+    refused = cai(*args, "--out", tmp_path / "e1", "--templates",
+                      same_template_as_the_judge(tmp_path))
+    assert refused.returncode == 2
+    assert "with the same template gave the reward this policy was trained on" in \
+        refused.stderr
+    warned = cai(*args, "--out", tmp_path / "e2")
+    assert warned.returncode == 0, warned.stderr
+    said = "also the training judge, with its own templates (fake:fixed:A gave the reward"
+    assert said in " ".join(warned.stderr.split())
+    note = json.loads((tmp_path / "e2" / "report.json").read_text())["evaluator_note"]
+    assert said in note
+
+
 def test_win_rate_against_a_reference_made_elsewhere(answers, tmp_path):
     out = tmp_path / "e"
     result = cai("eval", "policy", "--responses", answers, "--reference-responses", answers,

@@ -122,6 +122,14 @@ def test_two_grpo_steps_on_the_cpu_with_the_embedded_judge(prompts, tmp_path):
             assert isinstance(s[key], float) and math.isfinite(s[key]), (key, s)
         assert 0 <= s["flip_rate"] <= 1
     assert summary["grpo"]["reward"] == "pairwise" and summary["grpo"]["judge"] == "local"
+    # The independence guard finds the reward's judge in the checkpoint, by identity.
+    from cai.evals.policy import training_judge
+    from cai.templates import Templates
+
+    found = training_judge(f"hf:{out}", None, Templates())
+    assert found and found["reward"] and found["judge"] == "local"
+    assert found["identity"].startswith("local:")
+    assert found["templates"] == Templates().hashes("judge", "_judge_data")
     # Every completion the judge rewarded, with its step, prompt id and reward.
     judged = list(read_jsonl(out / "completions.jsonl"))
     assert [r["step"] for r in judged] == [1, 1, 2, 2]

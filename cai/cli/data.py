@@ -332,7 +332,9 @@ def eval_policy(model: str, suites: tuple[str, ...], responses_file: str | None,
         model=None if responses_file else model,
         responses=Path(responses_file) if responses_file else None, reference=reference,
         reference_responses=Path(reference_responses) if reference_responses else None,
-        evaluator=evaluator, training=find_training_judge(model, training_judge, t),
+        evaluator=evaluator, training=find_training_judge(
+            None if responses_file else model, training_judge, t,
+            Path(responses_file) if responses_file else None),
         allow_same_evaluator=allow_same_evaluator, seed=seed, shard=shard))
     if "dry_run" in report:
         console.print_json(data=report)

@@ -227,44 +227,78 @@ def build_report(out: Path, info: dict[str, Any], seed: int = 0) -> dict[str, An
     return report
 
 
+WEIGHTS = ("local:", "hf:", "vllm:")  # identities that end in a fingerprint of the weights
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two model identities name one model: equal, or the same weights behind two
+    backends (a checkpoint through transformers and through vLLM; the embedded GGUF as
+    `local` and as `hf:local`)."""
+    if a == b:
+        return True
+    prints = [x.rpartition("@")[2] for x in (a, b) if x.startswith(WEIGHTS) and "@" in x]
+    return len(prints) == 2 and prints[0] == prints[1]
+
+
 def warn_if_same_judge(evaluator: Evaluator, training: dict[str, Any] | None,
                        allow: bool) -> str | None:
-    """The independence guard: the model and template that labelled the training data must
-    not also grade the policy trained on it. Returns the report's note, if any."""
-    if training is None or training.get("judge") != evaluator.client.spec:
+    """The independence guard: the model and template that labelled the training data (or,
+    in GRPO, gave the reward) must not also grade the policy trained on it. Models are
+    compared by identity, whatever their backends; by spec where the identity is not known.
+    Returns the report's note, if any."""
+    if training is None:
+        return None
+    known = training.get("identity")
+    if training.get("judge") != evaluator.client.spec and not (
+            known and same_model(known, evaluator.client.identity)):
         return None
     def main(hashes: dict[str, str]) -> set[str]:  # partials such as _judge_data are shared
         return {h for name, h in hashes.items() if not name.startswith("_")}
 
+    judge = training["judge"] + (f" ({known})" if known and known != training["judge"] else "")
+    what = "gave the reward this policy was trained on" if training.get("reward") else \
+        "labelled this policy's training data"
     if main(evaluator.template_hashes()) & main(training.get("templates") or {}):
         if not allow:
             raise CaiError(f"the evaluator {evaluator.client.spec} with the same template "
-                           "labelled this policy's training data, so it would grade what it "
-                           "rewarded; use another --evaluator, or --allow-same-evaluator")
+                           f"{what} (it is the training judge {judge}), so it would grade "
+                           "what it rewarded; use another --evaluator, or "
+                           "--allow-same-evaluator")
         return "the evaluator is the training judge with the same template (allowed by " \
                "--allow-same-evaluator): its figures can reward what it taught"
     note = (f"the evaluator {evaluator.client.spec} is also the training judge, with its own "
-            "templates: an independent model would be a better yardstick")
+            f"templates ({judge} {what}): an independent model would be a better yardstick")
     warnings.warn(note, CaiWarning, stacklevel=2)
     return note
 
 
-def training_judge(model: str | None, given: str | None,
-                   templates: Templates) -> dict[str, Any] | None:
-    """The judge that labelled a policy's training data: `--training-judge`, or read from the
-    provenance of a checkpoint `cai train` wrote (its data records name their judge)."""
+def training_judge(model: str | None, given: str | None, templates: Templates,
+                   responses: Path | None = None) -> dict[str, Any] | None:
+    """The judge that labelled a policy's training data, or gave GRPO its reward:
+    `--training-judge`, or read from the provenance of a checkpoint `cai train` wrote (its
+    data records name their judge; GRPO's summary its reward's), whichever backend loads it.
+    For answers made elsewhere, the checkpoint their records name as their model."""
     if given:
         return {"judge": given, "templates": templates.hashes("judge", "_judge_data")}
-    folder = Path(model.removeprefix("hf:")) if model and model.startswith("hf:") else None
-    summary = folder / "train_summary.json" if folder else None
-    if summary is None or not summary.is_file():
+    if model is None and responses is not None:
+        model = next((r.get("model") for r in read_jsonl(responses)), None)
+    if not isinstance(model, str) or not model.startswith(("hf:", "vllm:")):
         return None
-    for data in read_json(summary, "train the checkpoint again").get("data", []):
+    summary = Path(model.split(":", 1)[1].split(",", 1)[0]).expanduser() / "train_summary.json"
+    if not summary.is_file():
+        return None
+    trained = read_json(summary, "train the checkpoint again")
+    grpo = trained.get("grpo")
+    if grpo and grpo.get("judge"):  # older summaries: the judge's default template
+        return {"judge": grpo["judge"], "identity": grpo.get("judge_identity"), "reward": True,
+                "templates": grpo.get("templates") or templates.hashes("judge", "_judge_data")}
+    for data in trained.get("data", []):
         path = Path(data.get("path", ""))
         if path.is_file():
             for record in read_jsonl(path):
                 if record.get("judge"):
-                    return {"judge": record["judge"], "templates": record.get("templates")}
+                    return {"judge": record["judge"], "identity": record.get("judge_identity"),
+                            "templates": record.get("templates")}
                 break
     return None
 

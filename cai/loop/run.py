@@ -460,10 +460,15 @@ class Loop:
                 "why": "no training data in this iteration: nothing to promote"}]}
             self.history.add(event="gate", iteration=i, **result)
             return result
-        report = read_json(self.run.iter_dir(i) / "eval" / "report.json", LOOP_FIX)
-        why = _incomplete(report)
+        d = self.run.iter_dir(i)
+        report = read_json(d / "eval" / "report.json", LOOP_FIX)
+        # In the first iteration the current policy is the start: `eval` compared with it.
+        vs_start = d / "eval-vs-start" / "report.json"
+        start = report if i == 1 else read_json(vs_start, LOOP_FIX) if vs_start.is_file() \
+            else None
+        why = _incomplete(report) or (_incomplete(start) if start is not None else None)
         gates = [{"name": "evaluation", "value": None, "limit": None, "passed": False,
-                  "why": why}] if why else apply_gates(self.config.gates, report)
+                  "why": why}] if why else apply_gates(self.config.gates, report, start)
         result = {"candidate": candidate, "promoted": all(g["passed"] for g in gates),
                   "gates": gates}
         self.history.add(event="gate", iteration=i, **result)

@@ -179,4 +179,8 @@ class GrpoRun:
                 "text_fallback": s.text_fallback, "reference_model": s.reference_model,
                 "judge_requests": reward.judge.client.stats.requests,
                 "judge_cache_hits": reward.judge.client.stats.cache_hits,
-                "steps": steps(log_history)}
+                "steps": steps(log_history),
+                # what the independence guard compares the evaluator's templates with
+                "templates": reward.judge.templates.hashes(
+                    "judge_score" if s.mode == "score" else reward.judge.template,
+                    "_judge_data")}
