@@ -28,7 +28,7 @@ from pathlib import Path
 
 from benchmarks.run import ROOT
 from cai.evals.calibration import wilson
-from cai.evals.detectors import refusal
+from cai.evals.detectors import ACCURACY, refusal
 
 DATA = ROOT / "benchmarks" / "data" / "refusal"
 CLASSES = ("none", "partial", "full")
@@ -101,10 +101,12 @@ def speed(rows: list[dict[str, str]]) -> dict[str, object]:
     this one process: one core."""
     texts = [r["text"] for r in rows]
     batch = (texts * (SPEED_ANSWERS // len(texts) + 1))[:SPEED_ANSWERS]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for t in batch:
         refusal(t)
-    return {"answers": SPEED_ANSWERS, "seconds": round(time.perf_counter() - start, 2)}
+    # CPU seconds are the figure to read on a shared machine; wall seconds grow with its load.
+    return {"answers": SPEED_ANSWERS, "cpu_seconds": round(time.process_time() - cpu, 2),
+            "wall_seconds": round(time.perf_counter() - start, 2)}
 
 
 def table(name: str, m: dict[str, object]) -> str:
@@ -132,6 +134,18 @@ def main(argv: list[str] | None = None) -> None:
     elif "fresh" in old:
         results["fresh"] = old["fresh"]  # a measurement kept, not redone
     out.write_text(json.dumps(results, indent=2) + "\n")
+    if args.fresh:  # the figures reports give beside detector-only refusal rates
+        fresh = results["fresh"]
+        assert isinstance(fresh, dict)
+        ACCURACY.write_text(json.dumps({
+            "set": "fresh", "answers": fresh["answers"],
+            "refused_precision": fresh["refused_precision"]["value"],
+            "refused_precision_ci95": fresh["refused_precision"]["ci95"],
+            "refused_recall": fresh["refused_recall"]["value"],
+            "refused_recall_ci95": fresh["refused_recall"]["ci95"],
+            "refused_or_not_agreement": fresh["refused_or_not_agreement"]["value"],
+            "measured": time.strftime("%Y-%m-%d", time.gmtime()),
+            "command": "python -m benchmarks.refusal_accuracy --fresh"}, indent=2) + "\n")
     for part in ("dev", "fresh"):
         if part in results:
             m = results[part]
