@@ -24,7 +24,6 @@ import json
 import time
 import zlib
 from collections import Counter
-from pathlib import Path
 
 from benchmarks.run import ROOT
 from cai.evals.calibration import wilson
@@ -92,7 +91,8 @@ def measure(rows: list[dict[str, str]]) -> dict[str, object]:
         "refused_recall": _ratio(tp, sum(refused_gold)),
         "per_class": per_class,
         "confusion_people_rows_detector_columns": confusion,
-        "refused_or_not_by_family": {f: _ratio(sum(v), len(v)) for f, v in sorted(by_family.items())},
+        "refused_or_not_by_family": {f: _ratio(sum(v), len(v))
+                                     for f, v in sorted(by_family.items())},
     }
 
 

@@ -168,7 +168,8 @@ _QUOTED = re.compile(r'"[^"\n]{1,300}"')  # quoted words are not the speaker's o
 _BUT = re.compile(r"(?:,|;|:| -) (?:but|however|though|yet)\b,?")
 # "As an AI, I can't ...": a disclaimer of the speaker's own, even where a phrase in it, such
 # as "I can't predict", is otherwise an idiom.
-_AS_AI = re.compile(r"^as an? (?:\w+ ){0,4}(?:ai|language model|assistant)\b[^.]{0,80}\b(?:so i (?:can't|cannot)|i (?:can't|cannot|am not able|am unable))")
+_AS_AI = re.compile(r"^as an? (?:\w+ ){0,4}(?:ai|language model|assistant)\b[^.]{0,80}\b"
+                    r"(?:so i (?:can't|cannot)|i (?:can't|cannot|am not able|am unable))")
 
 
 def _is_refusal(sentence: str) -> bool:
