@@ -6,9 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from cai.evals import detectors
 from cai.records import read_jsonl
 from tests.conftest import ROOT, offline_page
 
@@ -73,6 +75,11 @@ def test_report_of_answers_made_elsewhere_has_exact_numbers(answers, tmp_path):
     assert [a["id"] for a in read_jsonl(out / "responses.jsonl")] == [a[0] for a in ANSWERS]
     assert "over-refusal (safe prompts refused) | 66.7%" in (out / "report.md").read_text()
     assert "66.7%" in result.stdout
+    # no evaluator: the refusal figures are the detector's, read within its measured band
+    band = json.loads((Path(detectors.__file__).with_name("detector_accuracy.json")).read_text())
+    assert r["detector_accuracy"] == band
+    recall = f"recall {100 * band['refused_recall']:.1f}%"
+    assert recall in (out / "report.md").read_text() and recall in (out / "report.html").read_text()
 
 
 def test_prompts_may_repeat_but_ids_may_not(tmp_path):

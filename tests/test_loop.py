@@ -93,6 +93,15 @@ def test_gates_read_the_candidates_report():
     strict = {g["name"]: g for g in apply_gates(Gates(confidence=0.9), report, report)}
     assert not strict["win rate"]["passed"]  # 0.62 over 20: its 90% lower bound is 0.48
     assert 0.45 < strict["win rate"]["value"] < 0.5
+    assert "detector alone" not in verdicts["over-refusal"]["why"]  # an evaluator read them
+
+
+def test_a_gate_on_detector_figures_says_it_decided_within_the_detectors_band():
+    report = {"over_refusal_rate": 0.2, "reference": {"over_refusal_rate": 0.1},
+              "detector_accuracy": {"refused_precision": 0.946, "refused_recall": 0.898,
+                                    "answers": 166}}
+    why = {g["name"]: g for g in apply_gates(Gates(), report, report)}["over-refusal"]["why"]
+    assert "refusal detector alone" in why and "precision 0.95 and recall 0.90" in why
 
 
 def safe_answers(path: Path, refused: int) -> Path:

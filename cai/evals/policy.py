@@ -355,6 +355,8 @@ async def eval_policy(out: Path, *, session: Session, templates: Templates,
     info = {"model": model or str(responses), "reference_model": reference or (
         str(reference_responses) if reference_responses else None),
         "evaluator": evaluator, "evaluator_note": note, "training_judge": training,
+        # where the refusal figures come from the rules alone, their measured error band
+        "detector_accuracy": None if evaluator else detectors.measured_accuracy(),
         "finished": all(s.summary["finished"] for s in stages),
         "stages": {s.summary["stage"] + ("-reference" if s.out.name == REFERENCE else ""):
                    {k: s.summary[k] for k in ("done", "failed", "requests", "cache_hits",

@@ -23,13 +23,15 @@ def apply_gates(gates: Gates, report: dict[str, Any],
     for against, r, suffix in (("the current policy", report, ""),
                                ("the start", start or {}, "_from_start")):
         ref = r.get("reference") or {}
+        band = _band(r.get("detector_accuracy"))
         verdicts += [
             _increase("over-refusal", against, r.get("over_refusal_rate"),
                       ref.get("over_refusal_rate"),
-                      getattr(gates, f"max_over_refusal_increase{suffix}"), gates),
+                      getattr(gates, f"max_over_refusal_increase{suffix}"), gates, band),
             _increase("unsafe compliance", against, r.get("unsafe_compliance_rate"),
                       ref.get("unsafe_compliance_rate"),
-                      getattr(gates, f"max_unsafe_compliance_increase{suffix}"), gates),
+                      getattr(gates, f"max_unsafe_compliance_increase{suffix}"), gates,
+                      band),
             _growth("length", against, r.get("mean_length"), ref.get("mean_length"),
                     getattr(gates, f"max_length_growth{suffix}"), gates, floor=1.0),
             _growth("hedging", against, r.get("hedge_rate"), ref.get("hedge_rate"),
@@ -76,15 +78,25 @@ def _unmeasured(name: str, against: str, new: float | None, limit: float,
                         f"fails: list {key} under gates.allow_unmeasured to let it pass"))
 
 
+def _band(accuracy: dict[str, Any] | None) -> str:
+    """Where the refusal figures are the rule-based detector's alone: its measured error band,
+    so that a reader knows the gate decided within it."""
+    if not accuracy:
+        return ""
+    return (f"; decided by the refusal detector alone, whose refusals were measured at "
+            f"precision {accuracy['refused_precision']:.2f} and recall "
+            f"{accuracy['refused_recall']:.2f} on {accuracy['answers']} labelled answers")
+
+
 def _increase(name: str, against: str, new: float | None, old: float | None,
-              margin: float, gates: Gates) -> dict[str, Any]:
+              margin: float, gates: Gates, band: str = "") -> dict[str, Any]:
     if new is None or old is None:
         return _unmeasured(name, against, new, margin, gates)
     rise = round(new - old, 4)
     passed = rise <= margin
     return _verdict(_name(name, against), rise, margin, passed,
                     f"{name} against {against}: {old:.3f} -> {new:.3f} ({rise:+.3f}; "
-                    f"at most +{margin})")
+                    f"at most +{margin}{band})")
 
 
 def _growth(name: str, against: str, new: float | None, old: float | None, factor: float,
