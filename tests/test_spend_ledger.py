@@ -79,8 +79,9 @@ def test_a_stage_killed_and_rerun_is_counted_whole_by_the_server(tmp_path):
 @needs_train
 @pytest.mark.slow
 def test_grpo_reaching_its_budget_stops_with_a_checkpoint_and_resumes(tmp_path):
-    """The judge's budget runs out in step 2 of 4: the step learns nothing, training stops as
-    it ends with a checkpoint, exit 0; the same command with more budget goes on from it."""
+    """The judge's budget (2 requests a step) runs out within step 2 of 4: the reward raises no
+    more, the step learns nothing, training stops as it ends with a checkpoint, exit 0; the
+    same command with more budget goes on from it."""
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in (
         "Name a colour.", "Say hello politely.", "What is two plus two?", "Name a fruit.")))
@@ -95,15 +96,15 @@ def test_grpo_reaching_its_budget_stops_with_a_checkpoint_and_resumes(tmp_path):
         argv = [sys.executable, "-m", "cai", "train", "grpo", "--prompts", str(prompts),
                 "--model", "local", "--judge", "openai:stand-in", "--base-url", server.url,
                 "--out", str(out), "--lora", "--config", str(config), "--eval-fraction", "0"]
-        first = subprocess.run([*argv, "--max-requests", "2"], env=env, capture_output=True,
+        first = subprocess.run([*argv, "--max-requests", "3"], env=env, capture_output=True,
                                text=True, timeout=900)
         assert first.returncode == 0, first.stderr[-3000:]
-        assert "stopped: max-requests 2 reached" in " ".join(first.stderr.split())
+        assert "stopped: max-requests 3 reached" in " ".join(first.stderr.split())
         summary = json.loads((out / "train_summary.json").read_text())
-        assert summary["stopped_reason"] == "max-requests 2 reached"
+        assert summary["stopped_reason"] == "max-requests 3 reached"
         assert summary["steps"] == 2 and [p.name for p in out.glob("checkpoint-*")] == \
             ["checkpoint-2"]
-        assert server.completions == 2
+        assert server.completions == 3
         again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
         assert again.returncode == 0, again.stderr[-3000:]
     summary = json.loads((out / "train_summary.json").read_text())
