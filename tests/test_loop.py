@@ -49,7 +49,7 @@ def write_config(path: Path, **changes) -> Path:
     return path
 
 
-def cai(*args, env=None, check=True, timeout=900):
+def cai(*args, env=None, check=True, timeout=1800):
     done = subprocess.run([sys.executable, "-m", "cai", *map(str, args)], capture_output=True,
                           text=True, env=env or os.environ, timeout=timeout)
     if check:
