@@ -484,14 +484,16 @@ def test_an_incomplete_evaluation_fails_the_gate(tmp_path):
 
 
 def records(run: Path) -> dict[str, list[str]]:
-    """Every record file of a run, its run folder's path taken out; the history and the
-    commands' logs (a line per invocation) aside. The fingerprint of a checkpoint trained in
-    the run is taken out too: two trainings of the same data and seed on the CPU write the
-    same answers but not the same bytes (measured: the eval's answers equal, the hash not)."""
+    """Every record file of a run, its run folder's path taken out; the history, the
+    commands' logs (a line per invocation) and the spend ledger (a line per response, with the
+    pid that got it: a stopped run's attempts are in it too) aside. The fingerprint of a
+    checkpoint trained in the run is taken out too: two trainings of the same data and seed on
+    the CPU write the same answers but not the same bytes (measured: the eval's answers equal,
+    the hash not)."""
     return {str(p.relative_to(run)): re.sub(r"(RUN/[^\"@]*)@[0-9a-f]+", r"\1@WEIGHTS",
                                             p.read_text().replace(str(run), "RUN")).splitlines()
             for p in sorted(run.rglob("*.jsonl"))
-            if p.name not in ("history.jsonl", "command_log.jsonl")}
+            if p.name not in ("history.jsonl", "command_log.jsonl", "spend.jsonl")}
 
 
 @needs_local
