@@ -120,3 +120,39 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path):
     assert "bad.jsonl:2: not valid JSON" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_no_request_to_the_embedded_model_starts_after_the_deadline():
+    """llama.cpp answers one request at a time. The requests waiting behind one are checked
+    against the deadline when they can start, not when they were queued: before, eight were
+    let through at once and ran long after the deadline."""
+    import asyncio
+    import time
+
+    from cai.chat import Completion, Message
+    from cai.models.backends.local import LocalBackend
+    from cai.models.budget import Budget, BudgetExhausted
+    from cai.models.client import Client
+
+    backend = LocalBackend()
+    backend.load()
+    client = Client(backend, budget=Budget())
+    sampling = client.sampling(max_tokens=64, temperature=0.0)
+    finished: list[float] = []
+
+    async def ask(n: int) -> Completion:
+        reply = await client.complete([Message("user", f"Write a story about a cat named "
+                                                       f"Tom {n}.")], sampling)
+        finished.append(time.time())
+        return reply
+
+    async def ten() -> list:
+        client.budget.deadline = time.time() + 0.5
+        return await asyncio.gather(*map(ask, range(10)), return_exceptions=True)
+
+    results = asyncio.run(ten())
+    done = [r for r in results if isinstance(r, Completion)]
+    assert done and all(isinstance(r, BudgetExhausted) for r in results[len(done):]), results
+    # One at a time, the last answer began when the one before it ended: before the deadline.
+    assert len(done) == 1 or finished[len(done) - 2] < client.budget.deadline, (
+        len(done), [round(t - client.budget.deadline, 2) for t in finished])

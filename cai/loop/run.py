@@ -414,11 +414,13 @@ class Loop:
             return
         left = self.deadline - time.time()
         took = self.history.seconds(stage.name, stage.iteration)
-        if left <= 0 or (took is not None and took > left):
-            when = time.strftime("%H:%M", time.localtime(self.deadline))
+        when = time.strftime("%H:%M", time.localtime(self.deadline))
+        if left <= 0:
+            raise Stop(f"deadline {when} reached before {stage.name} of iteration "
+                       f"{stage.iteration} began")
+        if took is not None and took > left:
             raise Stop(f"deadline {when}: {stage.name} of iteration {stage.iteration} would "
-                       f"not finish in time (it took {took or 0:.0f}s before; "
-                       f"{max(left, 0):.0f}s left)")
+                       f"not finish in time (it took {took:.0f}s before; {left:.0f}s left)")
 
     # ------------------------------------------------------------------ in-process steps
 

@@ -142,7 +142,8 @@ class Client:
         self.defer = defer  # batch mode: queue cache misses instead of sending them
         self.pending: dict[str, tuple[list[Message], Sampling]] = {}
         self.stats = stats or Stats()
-        self._slots = asyncio.Semaphore(self.limits.concurrency)
+        self._slots = asyncio.Semaphore(min(self.limits.concurrency,
+                                            backend.parallel or self.limits.concurrency))
         self._rpm = Pacer(self.limits.rpm) if self.limits.rpm else None
         self._tpm = Pacer(self.limits.tpm) if self.limits.tpm else None
         self._wait = _Wait(self.limits.backoff, self.limits.max_wait)

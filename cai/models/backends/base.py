@@ -22,6 +22,10 @@ class Backend:
     max_top_logprobs: int = 0  # providers cap the alternatives per token (OpenAI: 20)
     default_sampling: Sampling = Sampling()
     base_url: str | None = None  # the server it talks to, for HTTP backends (the first replica)
+    # How many requests it really runs at once (None: as many as it is given). The client
+    # lets no more in, so the budget and the deadline are checked when a request can start,
+    # not while it waits in the backend's own queue.
+    parallel: int | None = None
     # The Sampling fields this backend really sends to its model; the others it cannot honour.
     # "choices" here means it can constrain a reply to given options (see Sampling.choices).
     sends: frozenset[str] = frozenset(

@@ -22,6 +22,7 @@ class LocalBackend(Backend):
     max_top_logprobs = 20
     default_sampling = LOCAL_SAMPLING
     sends = Backend.sends | {"choices"}
+    parallel = 1  # one llama.cpp worker (below)
 
     def __init__(self, *, model_path: str | Path | None = None, n_ctx: int = 4096,
                  logprobs: bool = False):
