@@ -53,6 +53,7 @@ test: $(VENV)/.test
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check cai tests benchmarks
 	$(VENV)/bin/mypy cai
+	$(VENV)/bin/lint-imports
 
 # Speed and memory targets live here, not in the tests; results go to benchmarks/results/.
 bench: $(VENV)/.test

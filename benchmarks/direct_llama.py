@@ -20,9 +20,9 @@ from typing import Any
 
 from llama_cpp import Llama
 
+from cai.chat import step_seed
 from cai.inputs import read_prompts
 from cai.models.embedded import LOCAL_SAMPLING, gguf_path
-from cai.stages.revise import step_seed
 from cai.stages.sample import policy_messages
 from cai.templates import Templates
 

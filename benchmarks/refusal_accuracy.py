@@ -26,8 +26,8 @@ import zlib
 from collections import Counter
 
 from benchmarks.run import ROOT
-from cai.evals.calibration import wilson
 from cai.evals.detectors import ACCURACY, refusal
+from cai.stats import wilson
 
 DATA = ROOT / "benchmarks" / "data" / "refusal"
 CLASSES = ("none", "partial", "full")

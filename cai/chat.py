@@ -5,6 +5,7 @@ Provider response objects never leave a backend; they are turned into these firs
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -50,6 +51,15 @@ class Sampling:
         d["stop"] = list(self.stop)
         d["choices"] = list(self.choices)
         return d
+
+
+def step_seed(seed: int, item_id: str, step: str) -> int:
+    """A seed per request, fixed by the run's seed, the prompt and the step.
+
+    Independent of the order prompts finish in, so a rerun sends identical requests.
+    """
+    digest = hashlib.sha256(f"{seed}:{item_id}:{step}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,19 @@
-"""Prompt files: JSONL (`prompt` or `messages`), CSV with a `prompt` column, or plain text."""
+"""Prompt files: JSONL (`prompt` or `messages`), CSV with a `prompt` column, or plain text;
+and the slice of them one machine takes (`--shard K/N`): the K-th of N deterministic slices,
+by a hash of each item's id, so that every machine takes its own slice of the same file."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from pydantic import Field, model_validator
 
 from cai.chat import Message
-from cai.errors import InputError
+from cai.errors import CaiError, InputError
 from cai.records import prompt_hash, read_text, text_lines
 from cai.schema import (
     ID,
@@ -126,3 +130,33 @@ def _text(path: Path) -> list[PromptItem]:
     lines = text_lines(read_text(path))
     return [_item(path, n, PromptRow.model_validate({"prompt": t.strip()}))
             for n, t in enumerate(lines, 1) if t.strip()]
+
+
+# ------------------------------------------------------------------ shards
+
+T = TypeVar("T")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    k, _, n = text.partition("/")
+    try:
+        shard = int(k), int(n)
+    except ValueError:
+        shard = (0, 0)
+    if not 1 <= shard[0] <= shard[1]:
+        raise CaiError(f"--shard {text}: give K/N with 1 <= K <= N, e.g. 2/8 for the second "
+                       "of eight slices")
+    return shard
+
+
+def in_shard(item_id: str, k: int, n: int) -> bool:
+    digest = hashlib.sha256(item_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % n == k - 1
+
+
+def take(items: Sequence[T], shard: str | None) -> list[T]:
+    """The items of one shard (all of them without `--shard`)."""
+    if shard is None:
+        return list(items)
+    k, n = parse_shard(shard)
+    return [i for i in items if in_shard(str(getattr(i, "id")), k, n)]  # noqa: B009

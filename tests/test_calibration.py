@@ -6,15 +6,8 @@ import pytest
 
 from cai.chat import Message
 from cai.errors import InputError
-from cai.evals.calibration import (
-    GoldPair,
-    agreement_report,
-    cohen_kappa,
-    read_gold,
-    reliability,
-    split_hh,
-    wilson,
-)
+from cai.evals.calibration import GoldPair, agreement_report, read_gold, reliability, split_hh
+from cai.stats import cohen_kappa, wilson
 
 
 def test_kappa_exact():

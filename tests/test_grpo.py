@@ -154,7 +154,7 @@ def test_every_process_of_a_launch_logs_its_completions(prompts, tmp_path):
     config = tmp_path / "t.yaml"
     config.write_text("trl:\n  max_steps: 1\n  num_generations: 2\n"
                       "  per_device_train_batch_size: 2\n  max_completion_length: 8\n")
-    from cai.training.checkpoints import resolve_model
+    from cai.models.checkpoints import resolve_model
 
     resolve_model("local")  # converted once here: two processes converting at once collide
     out = tmp_path / "grpo"

@@ -186,7 +186,7 @@ def start() -> Path:
     into the user's cache and reused, as `--model local` does."""
     import torch
 
-    from cai.training.checkpoints import local_checkpoint
+    from cai.models.checkpoints import local_checkpoint
 
     # Matrices this small gain little from a second thread, and lose a lot when other work
     # shares the CPU (threads spin waiting for each other).
@@ -322,7 +322,7 @@ def test_dpo_lora_on_the_sft_adapter_merged(sft_adapter, start, moved, tmp_path)
 
 
 def dpo_trainer(start: Path, rows: list[dict], lora: bool, tmp_path: Path):
-    from cai.training.checkpoints import load_policy, load_tokenizer
+    from cai.models.checkpoints import load_policy, load_tokenizer
     from cai.training.config import TrainConfig, lora_config, trl_args
     from cai.training.data import Split
     from cai.training.train import make_trainer

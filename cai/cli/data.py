@@ -43,9 +43,9 @@ def revise(prompts_file: str, constitution: str, model: str, critic_model: str |
            shard: str | None, overwrite: bool, session: Any, templates: str | None) -> None:
     """Critique and revise answers under a constitution: SFT and preference data."""
     from cai.constitution import load_constitution
-    from cai.data.shard import mark, take
+    from cai.data.shard import mark
     from cai.folders import claim
-    from cai.inputs import read_prompts
+    from cai.inputs import read_prompts, take
     from cai.paths import resolve_constitution
     from cai.stages.revise import Reviser, revise
     from cai.templates import Templates
@@ -168,9 +168,9 @@ def sample(prompts_file: str, model: str, n: int, out: str, temperature: float |
            seed: int, limit: int | None, shard: str | None, overwrite: bool, session: Any,
            templates: str | None) -> None:
     """Sample K responses per prompt into responses.jsonl, for the judge."""
-    from cai.data.shard import mark, take
+    from cai.data.shard import mark
     from cai.folders import claim
-    from cai.inputs import read_prompts
+    from cai.inputs import read_prompts, take
     from cai.stages.sample import sample as sample_stage
     from cai.templates import Templates
 
@@ -208,11 +208,13 @@ def judge(responses_file: str, constitution: str, out: str, pairs: str, min_marg
           overwrite: bool, **options: Any) -> None:
     """Judge responses pairwise under principles: preference pairs with soft labels."""
     from cai.constitution import load_constitution
-    from cai.data.shard import mark, take
-    from cai.evals.calibration import read_gold
+    from cai.data.shard import mark
+    from cai.evals.calibration import judge_gold, read_gold
     from cai.folders import claim
+    from cai.inputs import take
     from cai.paths import resolve_constitution
     from cai.stages.pairs import PairSettings, judge_file, read_candidates
+    from cai.stages.stage import StageResult
 
     items = take(read_candidates(Path(responses_file))[:limit], shard)
     if calibrate:
@@ -222,10 +224,18 @@ def judge(responses_file: str, constitution: str, out: str, pairs: str, min_marg
     claim(Path(out), "judge", {"--responses": responses_file, "--calibrate": calibrate},
           overwrite=overwrite, dry_run=session.dry_run)
     j = make_judge(constitution=const, **options)
-    result = run_and_report(session, judge_file(
-        items, j, Path(out), pairs=PairSettings(pairs, min_margin, length_ratio),
-        concurrency=session.limits.concurrency, session=session,
-        calibrate=Path(calibrate) if calibrate else None))
+
+    async def judging() -> StageResult:
+        calibration = None
+        if calibrate:  # the judge measured on human-labelled pairs first, into calibration/
+            calibration = (await judge_gold(read_gold(Path(calibrate)), j,
+                                            Path(out) / "calibration", session=session,
+                                            concurrency=session.limits.concurrency)).report
+        return await judge_file(items, j, Path(out), session=session,
+                                pairs=PairSettings(pairs, min_margin, length_ratio),
+                                concurrency=session.limits.concurrency, calibration=calibration)
+
+    result = run_and_report(session, judging())
     s = result.summary
     if "dry_run" in s:
         return
@@ -306,13 +316,14 @@ def eval_policy(model: str, suites: tuple[str, ...], responses_file: str | None,
     """Evaluate a policy independently of its training judge: over-refusal, unsafe
     compliance, false-premise agreement, hedging, boilerplate, length, win rate."""
     from cai.cli.views import show_policy_report
-    from cai.data.shard import mark, parse_shard, take
+    from cai.data.shard import mark
     from cai.errors import CaiError
     from cai.evals.policy import eval_policy as run_eval
     from cai.evals.policy import read_answers
     from cai.evals.policy import training_judge as find_training_judge
     from cai.evals.suites import read_suites
     from cai.folders import claim
+    from cai.inputs import parse_shard, take
     from cai.templates import Templates
 
     if reference and reference_responses:

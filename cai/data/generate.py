@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cai.chat import Message
+from cai.chat import Message, step_seed
 from cai.constitution import Constitution, Principle
 from cai.data.dedup import find_duplicates
 from cai.data.rows import Row
@@ -28,7 +28,6 @@ from cai.errors import CaiError
 from cai.inputs import prompt_id
 from cai.models.client import Client
 from cai.records import read_jsonl, read_text, write_json, write_jsonl
-from cai.stages.revise import step_seed
 from cai.stages.stage import SUMMARY, StageResult, run_stage
 from cai.templates import Templates
 

@@ -1,45 +1,18 @@
-"""Splitting one job over N machines (`--shard K/N`) and putting it together again
-(`cai data merge`). A shard is the K-th of N deterministic slices of the input, by a hash of
-each item's id, so that every machine takes its own slice of the same file."""
+"""Putting a job split over N machines (`--shard K/N`, see `cai.inputs.take`) together again
+(`cai data merge`)."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from cai.errors import CaiError, InputError
 from cai.folders import SETTINGS, refuse_nonempty
+from cai.inputs import in_shard, parse_shard
 from cai.records import read_json, read_jsonl, write_json, write_jsonl
 
 SHARD = "shard.json"  # what a sharded run leaves in its folder: its K and N
-T = TypeVar("T")
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    k, _, n = text.partition("/")
-    try:
-        shard = int(k), int(n)
-    except ValueError:
-        shard = (0, 0)
-    if not 1 <= shard[0] <= shard[1]:
-        raise CaiError(f"--shard {text}: give K/N with 1 <= K <= N, e.g. 2/8 for the second "
-                       "of eight slices")
-    return shard
-
-
-def in_shard(item_id: str, k: int, n: int) -> bool:
-    digest = hashlib.sha256(item_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % n == k - 1
-
-
-def take(items: Sequence[T], shard: str | None) -> list[T]:
-    """The items of one shard (all of them without `--shard`)."""
-    if shard is None:
-        return list(items)
-    k, n = parse_shard(shard)
-    return [i for i in items if in_shard(str(getattr(i, "id")), k, n)]  # noqa: B009
 
 
 def mark(out: Path, shard: str | None) -> None:

@@ -7,7 +7,6 @@ reports agreement, Cohen's kappa, the position-flip rate, length bias and calibr
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from cai.records import conversation_of, read_jsonl, reply_text, write_json
 from cai.schema import ID, PROMPT, Id, Prompt, Reply, Row, checked_jsonl
 from cai.stages.judge import Judge
 from cai.stages.stage import StageResult, run_stage
+from cai.stats import bootstrap_kappa, cohen_kappa, wilson
 
 HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 FILES = ("judgements.jsonl",)
@@ -178,42 +178,6 @@ def agreement_report(rows: Sequence[dict[str, Any]], *, seed: int = 0,
         if n else None,
         "reliability": table,
     }
-
-
-def cohen_kappa(labels: Sequence[tuple[int, int]]) -> float | None:
-    """Cohen's kappa of (judge, human) binary labels; None when it is undefined."""
-    n = len(labels)
-    if n == 0:
-        return None
-    observed = sum(a == b for a, b in labels) / n
-    judge_yes = sum(a for a, _ in labels) / n
-    human_yes = sum(b for _, b in labels) / n
-    expected = judge_yes * human_yes + (1 - judge_yes) * (1 - human_yes)
-    if expected == 1:
-        return None
-    return (observed - expected) / (1 - expected)
-
-
-def bootstrap_kappa(labels: Sequence[tuple[int, int]], *, seed: int = 0,
-                    rounds: int = 1000) -> list[float | None] | None:
-    """A 95% percentile-bootstrap interval for kappa."""
-    if len(labels) < 2:
-        return None
-    rng = random.Random(seed)
-    values = sorted(k for _ in range(rounds)
-                    if (k := cohen_kappa(rng.choices(labels, k=len(labels)))) is not None)
-    if not values:
-        return None
-    return [_round(values[int(0.025 * (len(values) - 1))]),
-            _round(values[int(0.975 * (len(values) - 1))])]
-
-
-def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval for a proportion."""
-    phat = successes / n
-    centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def reliability(p: Sequence[float], y: Sequence[int], bins: int = 10) -> list[dict[str, Any]]:

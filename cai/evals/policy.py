@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from cai.chat import Message, messages_to_dicts
+from cai.chat import Message, messages_to_dicts, step_seed
 from cai.errors import CaiError, CaiWarning, InputError
 from cai.evals import detectors, metrics
 from cai.evals.evaluator import Evaluator
@@ -35,7 +35,6 @@ from cai.records import (
     write_jsonl,
 )
 from cai.schema import ID, PROMPT, TEXT, Id, Prompt, Reply, Row, checked_jsonl
-from cai.stages.revise import step_seed
 from cai.stages.sample import policy_messages
 from cai.stages.stage import StageResult, run_stage
 from cai.templates import Templates
@@ -321,7 +320,7 @@ async def eval_policy(out: Path, *, session: Session, templates: Templates,
     stages = []
     answers: list[Answer] = []
     if responses is not None:
-        from cai.data.shard import take
+        from cai.inputs import take
 
         answers = take(read_answers(responses), shard)
         if not dry:

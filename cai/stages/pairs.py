@@ -225,19 +225,12 @@ def pair_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
 async def judge_file(items: list[Candidates], judge: Judge, out: Path, *,
                      pairs: PairSettings = PairSettings(), concurrency: int = 8,
                      progress: bool | None = None, session: Session | None = None,
-                     calibrate: Path | None = None) -> StageResult:
+                     calibration: dict[str, Any] | None = None) -> StageResult:
     """Judge every prompt's responses into `out`, skipping prompts already done there.
 
-    With `calibrate`, the judge is first measured on those human-labelled pairs, into
-    `out/calibration/`, and its figures go into the summary too.
+    `calibration`: the judge's figures on human-labelled pairs, measured by the caller
+    beforehand (`cai.evals.calibration.judge_gold`), kept in the summary.
     """
-    calibration = None
-    if calibrate is not None:
-        from cai.evals.calibration import judge_gold, read_gold
-
-        calibration = (await judge_gold(read_gold(calibrate), judge, out / "calibration",
-                                        concurrency=concurrency, progress=progress,
-                                        session=session)).report
     config = {"judge": judge.client.spec, "judge_identity": judge.client.identity,
               "settings": asdict(judge.settings),
               "pairs": asdict(pairs), "template": judge.template,

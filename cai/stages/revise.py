@@ -7,14 +7,13 @@ final revision becomes SFT data; (initial, final) becomes a preference pair.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cai.chat import Completion, Message, Sampling, messages_to_dicts
+from cai.chat import Completion, Message, Sampling, messages_to_dicts, step_seed
 from cai.constitution import Constitution, Example, Principle
 from cai.errors import CaiError
 from cai.inputs import PromptItem, prompt_id
@@ -28,15 +27,6 @@ if TYPE_CHECKING:
 
 TEMPLATES = ("system", "critique", "revision")
 FILES = ("trace.jsonl", "prefs.jsonl", "sft.jsonl")  # sft.jsonl last: it commits the prompt
-
-
-def step_seed(seed: int, item_id: str, step: str) -> int:
-    """A seed per request, fixed by the run's seed, the prompt and the step.
-
-    Independent of the order prompts finish in, so a rerun sends identical requests.
-    """
-    digest = hashlib.sha256(f"{seed}:{item_id}:{step}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def choose_principles(constitution: Constitution, seed: int, item_id: str, rounds: int,

@@ -6,10 +6,9 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cai.chat import Message, messages_to_dicts
+from cai.chat import Message, messages_to_dicts, step_seed
 from cai.inputs import PromptItem
 from cai.models.client import Client
-from cai.stages.revise import step_seed
 from cai.stages.stage import StageResult, run_stage
 from cai.templates import Templates
 

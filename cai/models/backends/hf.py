@@ -1,7 +1,7 @@
 """`hf:FOLDER`: a transformers checkpoint run in-process, such as one `cai train` wrote.
 
 The folder may hold a full model or a LoRA adapter (loaded onto its base and merged);
-`hf:local` is the embedded SmolLM2 converted by `cai.training.checkpoints.local_checkpoint`.
+`hf:local` is the embedded SmolLM2 converted by `cai.models.checkpoints.local_checkpoint`.
 
 Requests that arrive together are answered together (`cai.models.backends.gather`): whatever is
 waiting each time the model is free runs as left-padded `generate` batches, one per sampling
@@ -18,9 +18,7 @@ from cai.chat import Completion, Message, Sampling, TokenLogprob, Usage, message
 from cai.errors import BackendError, CaiError
 from cai.models.backends.base import Backend
 from cai.models.backends.gather import Batcher, Request
-from cai.models.embedded import LOCAL_SAMPLING, MODEL_NAME, gguf_path
-from cai.models.identity import file_fingerprint
-from cai.training.checkpoints import (
+from cai.models.checkpoints import (
     checkpoint_fingerprint,
     from_embedded,
     load_causal_lm,
@@ -29,6 +27,8 @@ from cai.training.checkpoints import (
     need_training_extra,
     resolve_model,
 )
+from cai.models.embedded import LOCAL_SAMPLING, MODEL_NAME, gguf_path
+from cai.models.identity import file_fingerprint
 
 MAX_BATCH = 32
 
