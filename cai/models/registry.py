@@ -19,13 +19,13 @@ from cai.models.backends.base import Backend
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of backend and its capabilities."""
+    """One kind of backend: where it lives and what using it takes. What it can do
+    (log-probabilities, constrained choices) its backend class declares."""
 
     name: str
     backend: str  # "module:Class", imported only when a spec of this kind is loaded
     free: bool  # runs on the user's own hardware: no price, no key
     key_variable: str | None = None  # the environment variable of its API key
-    logprobs: bool = False  # gives token log-probabilities
     batch_api: str | None = None  # its provider batch API, if any
     needs_model: str = ""  # an example spec, when a model name is required
 
@@ -37,15 +37,14 @@ class Kind:
 
 _B = "cai.models.backends."
 KINDS: dict[str, Kind] = {k.name: k for k in (
-    Kind("local", _B + "local:LocalBackend", free=True, logprobs=True),
+    Kind("local", _B + "local:LocalBackend", free=True),
     Kind("openai", _B + "openai:OpenAIBackend", free=False, key_variable="OPENAI_API_KEY",
-         logprobs=True, batch_api="openai", needs_model="openai:gpt-4o-mini"),
+         batch_api="openai", needs_model="openai:gpt-4o-mini"),
     Kind("anthropic", _B + "anthropic:AnthropicBackend", free=False,
          key_variable="ANTHROPIC_API_KEY", batch_api="anthropic",
          needs_model="anthropic:claude-haiku-4-5"),
     Kind("hf", _B + "hf:HFBackend", free=True),
-    Kind("vllm", _B + "vllm:VLLMBackend", free=True, logprobs=True,
-         needs_model="vllm:MODEL_OR_PATH"),
+    Kind("vllm", _B + "vllm:VLLMBackend", free=True, needs_model="vllm:MODEL_OR_PATH"),
     Kind("fake", _B + "fake:FakeBackend", free=True),
 )}
 # Not a kind a user names: a dry run wraps the real backend in it (backends/dryrun.py).

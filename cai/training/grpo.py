@@ -50,7 +50,7 @@ def check(settings: RewardSettings, rows: list[dict[str, Any]], path: Path,
                              "'reference' answer; add a `reference` field to each, or pass "
                              "--reference-model SPEC to answer them with the starting policy")
     if settings.mode == "score" and not settings.text_fallback and \
-            not parse_spec(settings.judge).kind.logprobs:
+            not parse_spec(settings.judge).kind.backend_class().supports_logprobs:
         raise CaiError(f"--reward score reads the score from logprobs, and {settings.judge} "
                        "gives none; use a judge with logprobs, or leave the text fallback on")
     settings_ = {**DEFAULTS, **trl}
