@@ -10,55 +10,32 @@ judge end to end; JudgeReward is cai's judge as a reward for TRL's GRPOTrainer.
 
 from __future__ import annotations
 
+import ast
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-# name -> the module that defines it
-_EXPORTS = {
-    "load_constitution": "cai.constitution",
-    "Constitution": "cai.constitution",
-    "Principle": "cai.constitution",
-    "Templates": "cai.templates",
-    "read_prompts": "cai.inputs",
-    "PromptItem": "cai.inputs",
-    "read_jsonl": "cai.records",
-    "Message": "cai.chat",
-    "Sampling": "cai.chat",
-    "Completion": "cai.chat",
-    "Session": "cai.models.session",
-    "Client": "cai.models.client",
-    "load_backend": "cai.models.registry",
-    "Reviser": "cai.stages.revise",
-    "revise": "cai.stages.revise",
-    "try_prompt": "cai.stages.revise",
-    "sample": "cai.stages.sample",
-    "Judge": "cai.stages.judge",
-    "JudgeSettings": "cai.stages.judge",
-    "PairSettings": "cai.stages.pairs",
-    "read_candidates": "cai.stages.pairs",
-    "judge": "cai.stages.pairs:judge_file",
-    "read_gold": "cai.evals.calibration",
-    "eval_judge": "cai.evals.calibration:judge_gold",
-    "train": "cai.training.train",
-    "JudgeReward": "cai.training.rewards",
-    "Generator": "cai.data.generate",
-    "make_prompts": "cai.data.generate",
-    "build_report": "cai.data.report",
-    "run_loop": "cai.loop.run",
-    "review_stats": "cai.review.stats",
-    "lint": "cai.authoring.lint",
-    "diff_constitutions": "cai.authoring.diff:diff",
-    "induce": "cai.authoring.induce",
-    "CaiError": "cai.errors",
-}
+
+def _exports() -> dict[str, tuple[str, str]]:
+    """name -> (module, attribute), read from the imports under `if TYPE_CHECKING:` at the
+    end of this file: that block is the one list of the public API, for type checkers and
+    for the lazy lookup alike."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    block = next(node for node in tree.body if isinstance(node, ast.If)
+                 and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+    return {alias.asname or alias.name: (str(node.module), alias.name)
+            for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+
+
+_EXPORTS = _exports()
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'cai' has no attribute {name!r}")
-    module, _, attr = _EXPORTS[name].partition(":")
-    value = getattr(importlib.import_module(module), attr or name)
+    module, attr = _EXPORTS[name]
+    value = getattr(importlib.import_module(module), attr)
     globals()[name] = value  # found once, then a plain attribute
     return value
 
