@@ -68,6 +68,7 @@ $(VENV)/.docs: pyproject.toml docs/requirements.txt | $(PY)
 
 docs: $(VENV)/.docs
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	$(PY) scripts/readme_links.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
