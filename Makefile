@@ -59,5 +59,17 @@ lint: $(VENV)/.test
 bench: $(VENV)/.test
 	$(PY) -m benchmarks.run
 
+# The docs site (docs/, mkdocs.yml): --strict fails on any warning, a broken link or anchor
+# among them. The CLI reference is generated from the click commands, so cai (its core, no
+# extras: the commands import their heavy libraries only when run) is installed too.
+.PHONY: docs
+$(VENV)/.docs: pyproject.toml docs/requirements.txt | $(PY)
+	$(PIP) -e . -r docs/requirements.txt
+	touch $@
+
+docs: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	$(PY) scripts/readme_links.py
+
 clean:
 	rm -rf $(VENV) out .pytest_cache
