@@ -16,7 +16,7 @@ import yaml
 
 from cai.errors import CaiError
 from cai.loop.processes import MARK, child_env, end_all, marked, refuse_leftovers
-from tests.conftest import ROOT, needs_local
+from tests.helpers import ROOT, needs_local
 
 # A `cai` process at some depth under a loop: asks to die with its parent, as cai's entry
 # point does, starts the next one in a new session (as torchrun does), and waits.
@@ -126,11 +126,13 @@ def test_kill_9_while_training_under_accelerate_leaves_nothing_and_resumes(tmp_p
     its own) killed with the loop mid-training: nothing of the run is left within 10 s, and
     the rerun finishes with every record once."""
     from cai.records import read_jsonl
+    from tests.helpers import children_of, lines, status, write_config
+    from tests.helpers import loop_cai as cai
     from tests.stubs.stub_server import StubServer
-    from tests.test_loop import cai, children_of, lines, status, write_config
 
     (tmp_path / "acc.yaml").write_text(yaml.safe_dump(ACCELERATE))
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "HF_DATASETS_OFFLINE": "1",
+    # The test's own cache (conftest), the converted model the session's.
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1",
            "OMP_NUM_THREADS": "1", "OPENAI_API_KEY": "stand-in",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # `accelerate`
     run = (tmp_path / "run").resolve()

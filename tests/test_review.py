@@ -14,7 +14,7 @@ from cai.evals.calibration import wilson
 from cai.records import read_jsonl, write_jsonl
 from cai.review.pairs import append
 from cai.review.stats import review_stats
-from tests.conftest import free_port
+from tests.helpers import free_port
 from tests.hostile import STRINGS, assert_inert, hostile
 
 
