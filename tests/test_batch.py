@@ -37,10 +37,9 @@ PROVIDERS = {
 
 
 @pytest.fixture(autouse=True)
-def env(tmp_path, monkeypatch):
+def env(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "fake-openai-key")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "fake-anthropic-key")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # never the user's cache
 
 
 def cai(*args: object) -> str:
