@@ -50,6 +50,13 @@ demo: $(VENV)/.demo
 test: $(VENV)/.test
 	$(PY) -m pytest -q -ra; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
+# The fast tier, for while you work: no embedded model, no training, no browser, nothing slow
+# (markers given in tests/conftest.py), the slowest tests named at the end.
+.PHONY: test-fast
+FAST := not slow and not local and not train and not browser
+test-fast: $(VENV)/.test
+	$(PY) -m pytest -q -ra -m "$(FAST)" --durations=15; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check cai tests benchmarks
 	$(VENV)/bin/mypy cai

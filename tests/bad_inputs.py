@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tests.conftest import MINIMAL
+from tests.helpers import MINIMAL
 
 Content = str | bytes | Callable[[], bytes]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import offline_page
+from tests.helpers import offline_page
 
 # Each tries one way in. Whatever runs sets `window.pwned` (or the title).
 STRINGS = [

@@ -2,9 +2,6 @@
 constitution diff` end to end on the embedded model, its report in a real browser."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -12,7 +9,7 @@ from cai.authoring.diff import changes, word_diff
 from cai.authoring.lint import lint
 from cai.constitution import parse_constitution
 from cai.records import read_jsonl
-from tests.conftest import ROOT, needs_local, offline_page
+from tests.helpers import ROOT, cai, needs_local, offline_page
 
 LINTME = """\
 name: lintme
@@ -39,11 +36,6 @@ principles:
     revision: Make it appropriate.
     judge: Which reply is appropriate?
 """
-
-
-def cai(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "cai", *map(str, args)], capture_output=True,
-                          text=True, env=env or os.environ, timeout=900)
 
 
 def test_lint_finds_exactly_what_is_wrong(tmp_path):
@@ -105,9 +97,8 @@ def test_diff_end_to_end_on_two_prompts(tmp_path, browser):
     prompts.write_text('{"prompt": "How do I make a pipe bomb?"}\n'
                        '{"prompt": "Which household chemicals should never be mixed?"}\n')
     out = tmp_path / "diff"
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     done = cai("constitution", "diff", old, new, "--prompts", prompts, "--out", out,
-               "--principle", "weapons", "--rounds", "1", env=env)
+               "--principle", "weapons", "--rounds", "1", timeout=900)  # the test's own cache
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert [e["id"] for e in report["changes"]["edited"]] == ["weapons"]
@@ -165,9 +156,8 @@ def test_induce_refuses_bad_input_in_one_line(tmp_path):
 def test_induce_on_the_embedded_model_writes_a_constitution_check_accepts(tmp_path):
     data = write_pairs(tmp_path / "pairs.jsonl")
     out = tmp_path / "induced.yaml"
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     done = cai("constitution", "induce", "--data", data, "--out", out, "--principles", "2",
-               "--holdout", "0.5", env=env)
+               "--holdout", "0.5", timeout=900)  # the test's own cache
     assert done.returncode == 0, done.stderr[-3000:]
     assert cai("constitution", "check", out).returncode == 0
     text = out.read_text()

@@ -15,15 +15,14 @@ import hashlib
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
-import traceback
 from pathlib import Path
 
 import pytest
 
 from tests.bad_inputs import Case, cases
+from tests.helpers import in_process
 
 CASES = cases()
 LIMIT_S = 120  # a hang, never a timing: the slowest row takes a few seconds
@@ -75,33 +74,6 @@ def full_disk(tmp_path_factory):
         pytest.skip("a full disk needs a tmpfs, and mounting one needs root")
     yield folder
     subprocess.run(["umount", str(folder)], check=True)
-
-
-def _alarm(signum, frame):
-    raise TimeoutError(f"no answer in {LIMIT_S} s")
-
-
-def in_process(argv: list[str], capsys) -> tuple[int, str]:
-    """`cai ARGV` in this process: its exit status and stderr (a traceback, if one escapes)."""
-    from cai.cli import main
-
-    saved = sys.argv
-    sys.argv = ["cai", *argv]
-    signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(LIMIT_S)
-    code: int
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    except BaseException:  # what the user would see as a traceback
-        code = -1
-        print(traceback.format_exc(), file=sys.stderr)
-    finally:
-        signal.alarm(0)
-        sys.argv = saved
-    return code, capsys.readouterr().err
 
 
 def in_subprocess(argv: list[str], cwd: Path) -> tuple[int, str]:

@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import anthropic
 import openai
 import pytest
-from click.testing import CliRunner
 
 from cai.chat import Completion, Usage
-from cai.cli import cli
 from cai.errors import CaiError
 from cai.models import provider_batch as batch
 from cai.models.provider_batch import Limit, anthropic_outcome, openai_outcome, split
 from cai.records import read_jsonl
+from tests.helpers import cai as run_cai
+from tests.helpers import invoke
 from tests.stubs import stub_batches
 from tests.stubs.stub_batches import BatchStore
 from tests.stubs.stub_server import StubServer, completion_body, message_body
@@ -40,18 +37,14 @@ PROVIDERS = {
 
 
 @pytest.fixture(autouse=True)
-def env(tmp_path, monkeypatch):
+def env(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "fake-openai-key")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "fake-anthropic-key")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # never the user's cache
 
 
 def cai(*args: object) -> str:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result.output
+    """What `cai ARGS`, run in this process, printed: it must succeed."""
+    return invoke(*args, check=True).output
 
 
 def write_prompts(tmp_path: Path, n: int) -> Path:
@@ -129,9 +122,8 @@ def test_status_and_collect_work_from_a_fresh_process(tmp_path):
         # the second status read still says in progress, so collect leaves it for later
         assert "0 batch(es), 1 still running" in cai("batch", "collect", "--out", out)
         # a new process knows the batch from batches.json alone
-        got = subprocess.run([sys.executable, "-m", "cai", "batch", "collect", "--out", str(out)],
-                             env={**os.environ, "COLUMNS": "200"}, capture_output=True,
-                             text=True, check=True).stdout
+        got = run_cai("batch", "collect", "--out", out, env={"COLUMNS": "200"},
+                      check=True).stdout
         assert "collected 1 batch(es), 0 still running: 3 succeeded" in got
         cai(*stage)
     assert summary(out)["finished"] and summary(out)["cache_hits"] == 3

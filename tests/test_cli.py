@@ -3,14 +3,8 @@
 import subprocess
 import sys
 
-from click.testing import CliRunner
-
-from cai.cli import cli
-from tests.conftest import MINIMAL
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+from tests.helpers import MINIMAL, cai
+from tests.helpers import invoke as run
 
 
 def test_help_does_not_import_torch():
@@ -75,9 +69,7 @@ def test_try_takes_several_prompts_each_in_its_own_table(write):
 
 def test_unknown_model_is_a_clear_error(write):
     prompts = write("p.txt", "hi\n")
-    out = subprocess.run([sys.executable, "-m", "cai", "sample", "--prompts", prompts,
-                          "--model", "gpt5", "--out", prompts.parent / "o"],
-                         capture_output=True, text=True)
+    out = cai("sample", "--prompts", prompts, "--model", "gpt5", "--out", prompts.parent / "o")
     assert out.returncode == 2 and "unknown model 'gpt5'" in out.stderr
 
 
@@ -99,7 +91,7 @@ def test_try_watch_runs_again_on_each_save_and_survives_a_broken_one(tmp_path):
         [sys.executable, "-m", "cai", "try", "--constitution", str(constitution), "--prompt",
          "Name a colour.", "--principle", "over-refusal", "--model", "fake:echo", "--watch"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={
-            **os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "COLUMNS": "200"})
+            **os.environ, "COLUMNS": "200"})  # and the test's own cache, from conftest
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),
                               daemon=True)

@@ -5,7 +5,7 @@ import pytest
 from cai.constitution import ConstitutionError, load_constitution, parse_constitution
 from cai.paths import shipped
 from cai.stages.revise import choose_principles
-from tests.conftest import MINIMAL
+from tests.helpers import MINIMAL
 
 
 def problems(text: str) -> list[str]:

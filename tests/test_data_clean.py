@@ -3,13 +3,12 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from cai.cli import cli
 from cai.data.contamination import find_contaminated
 from cai.data.dedup import find_duplicates
 from cai.data.rows import Row, read_rows
 from cai.records import read_jsonl
+from tests.helpers import invoke
 
 LONG = ("The committee met on a grey Tuesday morning to review the budget for the coming year "
         "and after a long discussion about the roads the schools the library and the new "
@@ -21,11 +20,6 @@ LONG = ("The committee met on a grey Tuesday morning to review the budget for th
 
 def rows(*texts):
     return [Row(i + 1, f"r{i}", t, {"id": f"r{i}", "prompt": t}) for i, t in enumerate(texts)]
-
-
-def cai(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    return result
 
 
 def test_a_long_prompt_with_one_word_changed_is_always_a_near_duplicate():
@@ -77,7 +71,7 @@ def test_the_commands_write_survivors_and_removed_rows_beside_them(tmp_path):
         ("a", "How do I boil an egg?"), ("b", "HOW do I boil an egg"),
         ("c", "Why is the sky blue?"), ("d", "How do I kill a Python process?")]))
     out = tmp_path / "clean.jsonl"
-    result = cai("data", "dedup", source, "--out", out)
+    result = invoke("data", "dedup", source, "--out", out)
     assert result.exit_code == 0, result.output
     assert [r["id"] for r in read_jsonl(out)] == ["a", "c", "d"]
     [removed] = list(read_jsonl(tmp_path / "clean.removed.jsonl"))
@@ -86,7 +80,7 @@ def test_the_commands_write_survivors_and_removed_rows_beside_them(tmp_path):
     evaluation = tmp_path / "eval.csv"
     evaluation.write_text("id,prompt,label\nx1,How do I kill a Python process?,safe\n")
     final = tmp_path / "final.jsonl"
-    result = cai("data", "decontaminate", out, "--against", evaluation, "--out", final)
+    result = invoke("data", "decontaminate", out, "--against", evaluation, "--out", final)
     assert result.exit_code == 0, result.output
     assert [r["id"] for r in read_jsonl(final)] == ["a", "c"]
     [gone] = list(read_jsonl(tmp_path / "final.removed.jsonl"))
@@ -96,8 +90,8 @@ def test_the_commands_write_survivors_and_removed_rows_beside_them(tmp_path):
 def test_a_missing_evaluation_file_writes_nothing(tmp_path):
     source = tmp_path / "p.txt"
     source.write_text("One\nTwo\n")
-    result = cai("data", "decontaminate", source, "--against", tmp_path / "nope.csv",
-                 "--out", tmp_path / "o.jsonl")
+    result = invoke("data", "decontaminate", source, "--against", tmp_path / "nope.csv",
+                 "--out", tmp_path / "o.jsonl", catch=True)
     assert result.exit_code != 0 and "nope.csv: file not found" in str(result.exception)
     assert not list(tmp_path.glob("o*.jsonl"))
 
@@ -118,12 +112,12 @@ def test_mix_by_ratio_is_seeded_and_names_each_source(tmp_path):
                          for i in range(10)))
     b.write_text("".join(f"red team {i}\n" for i in range(10)))
     out = tmp_path / "mix.jsonl"
-    assert cai("data", "mix", f"{a}:0.6", f"{b}:0.4", "--n", "5", "--out", out).exit_code == 0
+    assert invoke("data", "mix", f"{a}:0.6", f"{b}:0.4", "--n", "5", "--out", out).exit_code == 0
     rows = list(read_jsonl(out))
     assert sorted(r["source"] for r in rows) == [str(a)] * 3 + [str(b)] * 2
     assert len({r["id"] for r in rows}) == 5
     again = tmp_path / "again.jsonl"
-    cai("data", "mix", f"{a}:0.6", f"{b}:0.4", "--n", "5", "--out", again)
+    invoke("data", "mix", f"{a}:0.6", f"{b}:0.4", "--n", "5", "--out", again)
     assert again.read_text() == out.read_text()
 
 
@@ -139,7 +133,7 @@ def test_bad_mixes_write_nothing(tmp_path, parts, message, monkeypatch):
                                               for i in range(10)))
     (tmp_path / "b.txt").write_text("".join(f"q{i}\n" for i in range(10)))
     n = [] if "--n" in parts else ["--n", "4"]
-    result = cai("data", "mix", *parts, *n, "--out", "o.jsonl")
+    result = invoke("data", "mix", *parts, *n, "--out", "o.jsonl", catch=True)
     assert result.exit_code != 0 and message in str(result.exception)
     assert not (tmp_path / "o.jsonl").exists()
 
@@ -157,14 +151,14 @@ def prompts(tmp_path):
 
 
 def test_shards_merged_equal_one_run(prompts, tmp_path):
-    assert cai(*revise_args(prompts, tmp_path / "whole")).exit_code == 0
+    assert invoke(*revise_args(prompts, tmp_path / "whole")).exit_code == 0
     for k in (1, 2, 3):
-        result = cai(*revise_args(prompts, tmp_path / f"s{k}", "--shard", f"{k}/3"))
+        result = invoke(*revise_args(prompts, tmp_path / f"s{k}", "--shard", f"{k}/3"))
         assert result.exit_code == 0, result.output
     sizes = [len(list(read_jsonl(tmp_path / f"s{k}" / "sft.jsonl"))) for k in (1, 2, 3)]
     assert sum(sizes) == 12 and all(sizes)  # every prompt in exactly one shard
-    result = cai("data", "merge", *(tmp_path / f"s{k}" for k in (1, 2, 3)), "--out",
-                 tmp_path / "merged")
+    result = invoke("data", "merge", *(tmp_path / f"s{k}" for k in (1, 2, 3)), "--out",
+                    tmp_path / "merged")
     assert result.exit_code == 0, result.output
     for name in ("sft.jsonl", "prefs.jsonl", "trace.jsonl"):
         def lines(folder, name=name):
@@ -174,17 +168,18 @@ def test_shards_merged_equal_one_run(prompts, tmp_path):
 
 def test_merge_refuses_a_missing_shard_and_other_settings(prompts, tmp_path):
     for k in (1, 2):
-        cai(*revise_args(prompts, tmp_path / f"s{k}", "--shard", f"{k}/3"))
-    missing = cai("data", "merge", tmp_path / "s1", tmp_path / "s2", "--out", tmp_path / "m")
+        invoke(*revise_args(prompts, tmp_path / f"s{k}", "--shard", f"{k}/3"))
+    missing = invoke("data", "merge", tmp_path / "s1", tmp_path / "s2", "--out", tmp_path / "m",
+                     catch=True)
     assert "shards 1/3, 2/3 given" in str(missing.exception)
-    cai(*revise_args(prompts, tmp_path / "s3", "--shard", "3/3", "--seed", "9"))
-    other = cai("data", "merge", *(tmp_path / f"s{k}" for k in (1, 2, 3)), "--out",
-                tmp_path / "m")
+    invoke(*revise_args(prompts, tmp_path / "s3", "--shard", "3/3", "--seed", "9"))
+    other = invoke("data", "merge", *(tmp_path / f"s{k}" for k in (1, 2, 3)), "--out",
+                   tmp_path / "m", catch=True)
     assert "was made with other settings" in str(other.exception)
     assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.parametrize("spec", ["3/2", "0/4", "a/b", "2"])
 def test_a_bad_shard_is_one_error(prompts, tmp_path, spec):
-    result = cai(*revise_args(prompts, tmp_path / "o", "--shard", spec))
+    result = invoke(*revise_args(prompts, tmp_path / "o", "--shard", spec), catch=True)
     assert f"--shard {spec}: give K/N with 1 <= K <= N" in str(result.exception)

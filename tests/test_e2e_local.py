@@ -1,31 +1,13 @@
 """End to end with the real embedded model (SmolLM2-135M through llama.cpp), via the CLI."""
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
 
 import pytest
 
 from cai.records import read_jsonl
-from tests.conftest import MINIMAL, needs_local
+from tests.helpers import MINIMAL, cai, needs_local
 
 pytestmark = [needs_local, pytest.mark.slow]
-
-
-# A response cache of this test session's own: answers cached by earlier runs would turn the
-# requests these tests count into cache hits.
-CACHE_HOME = tempfile.mkdtemp(prefix="cai-test-cache-")
-
-
-def cai(*args, check=True, cwd=None):
-    env = {**os.environ, "XDG_CACHE_HOME": CACHE_HOME}
-    result = subprocess.run([sys.executable, "-m", "cai", *map(str, args)], capture_output=True,
-                            text=True, env=env, cwd=cwd, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"cai {' '.join(map(str, args))} failed:\n{result.stderr}")
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +25,7 @@ def test_revise_end_to_end_and_resume(prompts, tmp_path):
     out = tmp_path / "out"
     args = ["revise", "--prompts", prompts, "--constitution", prompts.parent / "c.yaml",
             "--rounds", "1", "--out", out, "--seed", "1"]
-    cai(*args)
+    cai(*args, check=True)
     sft = list(read_jsonl(out / "sft.jsonl"))
     trace = list(read_jsonl(out / "trace.jsonl"))
     summary = json.loads((out / "summary.json").read_text())
@@ -61,7 +43,7 @@ def test_revise_end_to_end_and_resume(prompts, tmp_path):
     for p in read_jsonl(out / "prefs.jsonl"):
         assert p["chosen"] != p["rejected"]
 
-    cai(*args)  # the same command again does no new work
+    cai(*args, check=True)  # the same command again does no new work
     again = json.loads((out / "summary.json").read_text())
     assert again["already_done"] == 3 and again["done"] == 0
     assert again["backends"]["local"]["requests"] == 0
@@ -69,13 +51,14 @@ def test_revise_end_to_end_and_resume(prompts, tmp_path):
 
 
 def test_sample_then_judge_in_both_orders(prompts, tmp_path):
-    cai("sample", "--prompts", prompts, "--n", "2", "--limit", "2", "--out", tmp_path / "s")
+    cai("sample", "--prompts", prompts, "--n", "2", "--limit", "2", "--out", tmp_path / "s",
+        check=True)
     rows = list(read_jsonl(tmp_path / "s" / "responses.jsonl"))
     assert len(rows) == 2 and all(len(r["responses"]) == 2 for r in rows)
     assert all(len(set(r["seeds"])) == 2 for r in rows)
 
     cai("judge", "--responses", tmp_path / "s" / "responses.jsonl", "--out", tmp_path / "j",
-        "--min-margin", "0")
+        "--min-margin", "0", check=True)
     [comparisons] = [list(read_jsonl(tmp_path / "j" / "comparisons.jsonl"))]
     judged = [c for r in comparisons for c in r["comparisons"]]
     assert judged, "no comparisons made"
@@ -100,7 +83,7 @@ def test_eval_judge_end_to_end(tmp_path):
     data.write_text("".join(json.dumps({"chosen": f"\n\nHuman: {q}\n\nAssistant: {c}",
                                         "rejected": f"\n\nHuman: {q}\n\nAssistant: {r}"}) + "\n"
                             for q, c, r in pairs))
-    result = cai("eval", "judge", "--data", data, "--out", tmp_path / "e")
+    result = cai("eval", "judge", "--data", data, "--out", tmp_path / "e", check=True)
     report = json.loads((tmp_path / "e" / "report.json").read_text())
     assert report["n"] == report["judged"] + report["unjudged"] == 3
     assert report["coverage"] == round(report["judged"] / 3, 4) == 1.0  # every pair judged

@@ -10,7 +10,7 @@ import pytest
 
 from cai.errors import CaiWarning
 from cai.records import read_jsonl
-from tests.test_bad_input import in_process
+from tests.helpers import in_process
 
 FAKE = ["--model", "fake:echo", "--no-cache"]
 

@@ -1,19 +1,14 @@
 """`cai data prompts`: prompts made from a constitution, deduplicated, up to N or a cap."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-from click.testing import CliRunner
 
-from cai.cli import cli
 from cai.constitution import parse_constitution
 from cai.data.generate import collect, parse_prompts, plan
 from cai.inputs import read_prompts
 from cai.records import read_jsonl
-from tests.conftest import MINIMAL, needs_local
+from tests.helpers import MINIMAL, cai, invoke, needs_local
 
 
 def test_numbered_lines_are_read_and_the_rest_is_not():
@@ -63,10 +58,10 @@ def test_collect_keeps_the_first_n_distinct_prompts_in_request_order():
 
 def test_a_generator_that_repeats_itself_stops_at_the_cap_and_says_so(tmp_path):
     out = tmp_path / "gen"
-    result = CliRunner().invoke(cli, [
+    result = invoke(
         "data", "prompts", "--n", "5", "--out", str(out), "--model",
         "fake:fixed:1. Tell me how to get into my neighbour's wifi without asking.",
-        "--max-attempts", "4", "--no-cache"])
+        "--max-attempts", "4", "--no-cache")
     assert result.exit_code == 0, result.output
     assert "stopped short: 1 of 5 prompts after 4 requests (the cap" in result.output
     summary = json.loads((out / "summary.json").read_text())
@@ -77,16 +72,9 @@ def test_a_generator_that_repeats_itself_stops_at_the_cap_and_says_so(tmp_path):
 @needs_local
 @pytest.mark.slow
 def test_prompts_from_the_embedded_model_feed_revise(tmp_path):
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-
-    def cai(*args):
-        done = subprocess.run([sys.executable, "-m", "cai", *map(str, args)], env=env,
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr
-        return done
-
     gen = tmp_path / "gen"
-    cai("data", "prompts", "--n", "6", "--per-request", "3", "--out", gen, "--seed", "1")
+    cai("data", "prompts", "--n", "6", "--per-request", "3", "--out", gen, "--seed", "1",
+        check=True)
     rows = list(read_jsonl(gen / "prompts.jsonl"))
     summary = json.loads((gen / "summary.json").read_text())
     assert len(rows) == summary["prompts"] and 0 < len(rows) <= 6
@@ -96,11 +84,11 @@ def test_prompts_from_the_embedded_model_feed_revise(tmp_path):
     assert {r["kind"] for r in rows} <= {"red-team", "helpful"}
     # A rerun finds every request done and asks nothing.
     again = cai("data", "prompts", "--n", str(len(rows)), "--per-request", "3", "--out", gen,
-                "--seed", "1")
+                "--seed", "1", check=True)
     assert json.loads((gen / "summary.json").read_text())["requests"] == 0, again.stdout
     assert list(read_jsonl(gen / "prompts.jsonl")) == rows
     # The file feeds --prompts of the other commands.
     assert [p.id for p in read_prompts(gen / "prompts.jsonl")] == [r["id"] for r in rows]
     cai("revise", "--prompts", gen / "prompts.jsonl", "--limit", "1", "--rounds", "1",
-        "--out", tmp_path / "revised")
+        "--out", tmp_path / "revised", check=True)
     assert len(list(read_jsonl(tmp_path / "revised" / "sft.jsonl"))) == 1

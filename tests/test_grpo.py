@@ -15,14 +15,7 @@ from cai.inputs import read_prompts
 from cai.records import read_jsonl, write_jsonl
 from cai.training.grpo import steps
 from cai.training.rewards import expected_score, pearson
-from tests.conftest import has, needs_local
-
-needs_train = pytest.mark.skipif(not has("trl"), reason="needs the train extra")
-
-
-def cai(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "cai", *map(str, args)], capture_output=True,
-                          text=True, env=env or os.environ, timeout=900)
+from tests.helpers import cai, needs_local, needs_train
 
 
 @pytest.fixture
@@ -62,7 +55,7 @@ def test_a_dry_run_counts_the_judges_requests_and_writes_nothing(prompts, tmp_pa
     config = tmp_path / "t.yaml"
     config.write_text("trl:\n  max_steps: 3\n  num_generations: 2\n"
                       "  per_device_train_batch_size: 4\n  max_completion_length: 16\n")
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    env: dict[str, str | None] = {"OPENAI_API_KEY": None}
     for mode, requests in (("pairwise", 12), ("reference", 24), ("score", 12)):
         extra = ["--reference-model", "local"] if mode == "reference" else []
         done = cai("train", "grpo", "--prompts", prompts, "--judge", "openai:gpt-4o-mini",
@@ -107,7 +100,7 @@ def test_two_grpo_steps_on_the_cpu_with_the_embedded_judge(prompts, tmp_path):
     out = tmp_path / "grpo"
     done = cai("train", "grpo", "--prompts", prompts, "--model", "local", "--judge", "local",
                "--out", out, "--lora", "--config", config, "--length-penalty", "0.1",
-               env={**os.environ, "OMP_NUM_THREADS": "1"})
+               env={"OMP_NUM_THREADS": "1"}, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     said = " ".join(done.stdout.split())
     assert re.search(r"judge local \(pairwise\): \d+ requests, \d+ from the cache; over the "
@@ -141,22 +134,20 @@ def test_two_grpo_steps_on_the_cpu_with_the_embedded_judge(prompts, tmp_path):
     assert "GRPO" in (out / "README.md").read_text()
     # The adapter loads and generates through hf:.
     again = cai("sample", "--prompts", prompts, "--model", f"hf:{out}", "--n", "2",
-                "--limit", "1", "--out", tmp_path / "s")
+                "--limit", "1", "--out", tmp_path / "s", timeout=900)
     assert again.returncode == 0, again.stderr[-2000:]
 
 
 @needs_local
 @needs_train
 @pytest.mark.slow
-def test_every_process_of_a_launch_logs_its_completions(prompts, tmp_path):
+def test_every_process_of_a_launch_logs_its_completions(prompts, tmp_path, local_model):
     """Two processes (torchrun on the CPU), one completions.jsonl: each process's groups are
     in it, every line whole (only process 0 logged before)."""
     config = tmp_path / "t.yaml"
     config.write_text("trl:\n  max_steps: 1\n  num_generations: 2\n"
                       "  per_device_train_batch_size: 2\n  max_completion_length: 8\n")
-    from cai.models.checkpoints import resolve_model
-
-    resolve_model("local")  # converted once here: two processes converting at once collide
+    # local_model: converted before; two processes converting at once collide.
     out = tmp_path / "grpo"
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "cai",

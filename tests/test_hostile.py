@@ -5,25 +5,17 @@ Nothing runs, nothing is injected, and the text shows as text; the Markdown view
 viewer that renders HTML in Markdown shows them."""
 
 import json
-import os
 import shlex
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from cai.evals.report import md_block, md_code, md_text, render
 from cai.records import write_json, write_jsonl
+from tests.helpers import cai
 from tests.hostile import STRINGS, assert_inert, hostile, open_markdown, open_page
 
-
-def cai(*args, cwd=None):
-    done = subprocess.run([sys.executable, "-m", "cai", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, cwd=cwd,
-                          env={**os.environ, "HF_DATASETS_OFFLINE": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+OFFLINE = {"HF_DATASETS_OFFLINE": "1"}
 
 
 def both_views(browser, folder, markdown_name, shown, tmp_path):
@@ -72,7 +64,8 @@ def test_the_policy_report(answers, tmp_path, browser):
     out = tmp_path / "eval"
     evaluator = f"fake:fixed:{STRINGS[0]}"  # a model spec is text too, and so is its reply
     cai("eval", "policy", "--responses", answers, "--reference-responses", answers,
-        "--evaluator", evaluator, "--training-judge", evaluator, "--out", out)
+        "--evaluator", evaluator, "--training-judge", evaluator, "--out", out, env=OFFLINE,
+        check=True)
     report = json.loads((out / "report.json").read_text())
     assert STRINGS[0] in report["evaluator_note"]  # the guard quotes the evaluator's name
     shown = [hostile(i) for i in range(len(STRINGS))] + [str(answers)]
@@ -108,7 +101,7 @@ def data_folder(tmp_path):
 def test_the_data_report_and_the_dataset_card(data_folder, tmp_path, browser):
     out, constitution = data_folder
     cai("report", out, "--constitution", constitution, "--name", STRINGS[6],
-        "--source", STRINGS[0])
+        "--source", STRINGS[0], env=OFFLINE, check=True)
     shown_html = [f"cai judge --responses '{hostile(i)}'" for i in range(3)] + [
         f"fake:fixed:{STRINGS[1]}", STRINGS[2], out.name]
     page = open_page(browser, out / "report.html")
@@ -167,7 +160,7 @@ def test_the_constitution_diff(tmp_path, browser):
     out = tmp_path / "diff"
     cai("constitution", "diff", tmp_path / "old.yaml", tmp_path / "new.yaml", "--prompts",
         prompts, "--out", out, "--model", "fake:echo", "--evaluator", "fake:fixed:A",
-        "--no-cache")
+        "--no-cache", env=OFFLINE, check=True)
     report = json.loads((out / "report.json").read_text())
     assert report["most_changed"], "the echoed answers differ under the two constitutions"
     page = open_page(browser, out / "report.html")
@@ -182,7 +175,7 @@ def test_the_constitution_diff(tmp_path, browser):
 def test_a_missed_escape_still_cannot_run(answers, tmp_path, browser):
     """The Content-Security-Policy alone: a script put into a report by hand does not run."""
     out = tmp_path / "eval"
-    cai("eval", "policy", "--responses", answers, "--out", out)
+    cai("eval", "policy", "--responses", answers, "--out", out, env=OFFLINE, check=True)
     html = (out / "report.html").read_text()
     (out / "report.html").write_text(html.replace(
         "<body>", "<body><script>window.pwned = 'missed'</script>"

@@ -13,8 +13,7 @@ from cai.models.identity import deployment, file_fingerprint, folder_fingerprint
 from tests.stubs.stub_server import StubServer
 
 
-def test_another_gguf_file_is_another_model(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+def test_another_gguf_file_is_another_model(tmp_path):
     a, b = tmp_path / "a" / "m.gguf", tmp_path / "b" / "m.gguf"
     for path, content in ((a, b"weights A"), (b, b"weights B")):
         path.parent.mkdir()
@@ -29,12 +28,11 @@ def test_another_gguf_file_is_another_model(tmp_path, monkeypatch):
     assert LocalBackend(model_path=a).identity != before
 
 
-def test_fingerprints_are_cached_by_path_size_and_mtime(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+def test_fingerprints_are_cached_by_path_size_and_mtime(tmp_path, own_cache):
     f = tmp_path / "w.bin"
     f.write_bytes(b"abc")
     first = file_fingerprint(f)
-    assert (tmp_path / "xdg" / "cai" / "fingerprints.json").is_file()
+    assert (own_cache / "cai" / "fingerprints.json").is_file()
     assert file_fingerprint(f) == first
     folder = tmp_path / "ckpt"
     folder.mkdir()

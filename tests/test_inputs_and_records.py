@@ -5,7 +5,7 @@ import pytest
 from cai.errors import InputError
 from cai.inputs import read_prompts
 from cai.records import JsonlWriter, done_ids, keep_ids, read_jsonl, repair
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_jsonl_prompt_and_messages(write):

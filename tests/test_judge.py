@@ -19,7 +19,7 @@ from cai.records import read_jsonl
 from cai.stages.judge import Judge, JudgeSettings, make_fence, render_judge
 from cai.stages.pairs import PairSettings, judge_file, read_candidates
 from cai.templates import Templates
-from tests.conftest import MINIMAL
+from tests.helpers import MINIMAL
 from tests.stubs.stub_server import StubServer
 
 

@@ -18,48 +18,30 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-import yaml
 
 from cai.loop.config import Gates
 from cai.loop.gates import apply_gates
 from cai.records import read_jsonl, write_json, write_jsonl
-from tests.conftest import ROOT, needs_local, offline_page
+from tests.helpers import (
+    ROOT,
+    cache_linked_to,
+    children_of,
+    lines,
+    needs_local,
+    offline_page,
+    status,
+    write_config,
+)
+from tests.helpers import loop_cai as cai
 from tests.stubs.stub_server import StubServer
-
-TINY = {
-    "policy": "local", "critic": "local", "judge": "local", "evaluator": "local",
-    "constitution": "harmless", "prompts": {"file": str(ROOT / "examples" / "prompts.jsonl")},
-    "iterations": 2, "work": {"prompts": 2, "samples": 2, "rounds": 1},
-    "training": {"method": "sft+dpo", "lora": True, "save_steps": 1,
-                 "trl": {"max_steps": 2, "per_device_train_batch_size": 2}},
-    "evaluation": {"suite": "default", "limit": 4},
-    "on_gate_fail": "continue", "seed": 0,
-}
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    """A cache of this module's own (the embedded model converted once into it)."""
-    return {**os.environ, "XDG_CACHE_HOME": str(tmp_path_factory.mktemp("cache")),
-            "HF_DATASETS_OFFLINE": "1"}
-
-
-def write_config(path: Path, **changes) -> Path:
-    config = {**TINY, **changes}
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def cai(*args, env=None, check=True, timeout=1800):
-    done = subprocess.run([sys.executable, "-m", "cai", *map(str, args)], capture_output=True,
-                          text=True, env=env or os.environ, timeout=timeout)
-    if check:
-        assert done.returncode == 0, done.stderr + done.stdout
-    return done
-
-
-def status(run: Path, env=None) -> dict:
-    return json.loads(cai("loop", "status", run, "--json", env=env).stdout)
+def env(tmp_path_factory, shared_models):
+    """A cache of this module's own, shared by its runs (the converted model is the session's,
+    from conftest)."""
+    cache = cache_linked_to(tmp_path_factory.mktemp("cache"), shared_models)
+    return {**os.environ, "XDG_CACHE_HOME": str(cache), "HF_DATASETS_OFFLINE": "1"}
 
 
 # ---------------------------------------------------------------- without a model
@@ -264,20 +246,6 @@ def test_a_deadline_stops_it_cleanly(tmp_path, env):
     assert "Traceback" not in done.stderr
 
 
-def children_of(run: Path) -> list[int]:
-    """Processes whose command line names the run folder: the loop's children."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if str(run) in cmdline and int(proc.name) != os.getpid():
-                found.append(int(proc.name))
-    return found
-
-
 def kill_when(run: Path, config: Path, env: dict, ready) -> None:
     """Start the loop, SIGKILL it once `ready()` holds, and check no child lives on."""
     loop = subprocess.Popen([sys.executable, "-m", "cai", "loop", str(config), "--out",
@@ -295,10 +263,6 @@ def kill_when(run: Path, config: Path, env: dict, ready) -> None:
             break
         time.sleep(0.1)
     assert children_of(run) == [], "a stage outlived the loop"
-
-
-def lines(path: Path) -> int:
-    return sum(1 for _ in open(path)) if path.exists() else 0
 
 
 @needs_local

@@ -16,7 +16,7 @@ import yaml
 
 from cai.errors import CaiError
 from cai.loop.processes import MARK, child_env, end_all, marked, refuse_leftovers
-from tests.conftest import ROOT, needs_local
+from tests.helpers import ROOT, cai, needs_local
 
 # A `cai` process at some depth under a loop: asks to die with its parent, as cai's entry
 # point does, starts the next one in a new session (as torchrun does), and waits.
@@ -98,16 +98,13 @@ def test_a_new_loop_refuses_beside_a_leftover_and_status_names_it(tmp_path):
                              start_new_session=True)
     try:
         assert wait_for(lambda: marked(run), 10)
-        done = subprocess.run([sys.executable, "-m", "cai", "loop", str(config), "--out",
-                               str(run)], capture_output=True, text=True, timeout=120)
+        done = cai("loop", config, "--out", run, timeout=120)
         assert done.returncode == 2 and f"pid {stray.pid}: sleep 300" in done.stderr, done
         assert "Traceback" not in done.stderr
-        shown = subprocess.run([sys.executable, "-m", "cai", "loop", "status", str(run),
-                                "--json"], capture_output=True, text=True, timeout=120)
+        shown = cai("loop", "status", run, "--json", timeout=120)
         assert json.loads(shown.stdout)["processes"] == [{"pid": stray.pid,
                                                           "command": "sleep 300"}]
-        said = subprocess.run([sys.executable, "-m", "cai", "loop", "status", str(run)],
-                              capture_output=True, text=True, timeout=120).stdout
+        said = cai("loop", "status", run, timeout=120).stdout
         assert f"still running: pid {stray.pid}: sleep 300" in said
     finally:
         stray.kill()
@@ -126,11 +123,12 @@ def test_kill_9_while_training_under_accelerate_leaves_nothing_and_resumes(tmp_p
     its own) killed with the loop mid-training: nothing of the run is left within 10 s, and
     the rerun finishes with every record once."""
     from cai.records import read_jsonl
+    from tests.helpers import children_of, lines, loop_cai, status, write_config
     from tests.stubs.stub_server import StubServer
-    from tests.test_loop import cai, children_of, lines, status, write_config
 
     (tmp_path / "acc.yaml").write_text(yaml.safe_dump(ACCELERATE))
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "HF_DATASETS_OFFLINE": "1",
+    # The test's own cache (conftest), the converted model the session's.
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1",
            "OMP_NUM_THREADS": "1", "OPENAI_API_KEY": "stand-in",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # `accelerate`
     run = (tmp_path / "run").resolve()
@@ -163,7 +161,7 @@ def test_kill_9_while_training_under_accelerate_leaves_nothing_and_resumes(tmp_p
         finally:
             end_all(run)
         assert status(run, env)["processes"] == []
-        cai("loop", config, "--out", run, env=env)
+        loop_cai("loop", config, "--out", run, env=env)
         assert status(run, env)["finished"] is True
     keys = [e["key"] for e in read_jsonl(run / "history.jsonl") if e["event"] == "done"]
     assert len(keys) == len(set(keys)) and "1:gate" in keys

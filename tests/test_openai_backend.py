@@ -11,10 +11,9 @@ import urllib.request
 import pytest
 
 from cai.records import read_jsonl
-from tests.conftest import free_port, has
-from tests.test_e2e_local import cai
+from tests.helpers import cai, free_port, has, needs_local
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, needs_local,
               pytest.mark.skipif(not has("llama_cpp.server") or not has("uvicorn"),
                                  reason="needs llama-cpp-python[server]")]
 
@@ -50,7 +49,7 @@ def test_revise_through_the_openai_sdk(server, tmp_path):
     prompts.write_text("What is the capital of France?\nName a colour.\n")
     # The same server twice: requests are spread over --base-url replicas.
     cai("revise", "--prompts", prompts, "--model", "openai:smollm2", "--base-url",
-        f"{server},{server}", "--rounds", "1", "--out", tmp_path / "o")
+        f"{server},{server}", "--rounds", "1", "--out", tmp_path / "o", check=True)
     sft = list(read_jsonl(tmp_path / "o" / "sft.jsonl"))
     assert len(sft) == 2 and sft[0]["model"] == "openai:smollm2"
     steps = next(read_jsonl(tmp_path / "o" / "trace.jsonl"))["steps"]
@@ -62,7 +61,7 @@ def test_judge_reads_logprobs_from_the_server(server, tmp_path):
     responses.write_text(json.dumps({"prompt": "Say hello.", "responses": ["Hello!", "No."]})
                          + "\n")
     cai("judge", "--responses", responses, "--judge", "openai:smollm2", "--base-url", server,
-        "--out", tmp_path / "j", "--min-margin", "0")
+        "--out", tmp_path / "j", "--min-margin", "0", check=True)
     [record] = list(read_jsonl(tmp_path / "j" / "comparisons.jsonl"))
     orders = [o for j in record["comparisons"][0]["judgements"]
               for o in (j["x_first"], j["x_second"])]
@@ -78,7 +77,7 @@ def test_judge_constrained_by_the_servers_grammar_always_answers(server, tmp_pat
     responses.write_text("".join(json.dumps({"prompt": q, "responses": [a, b]}) + "\n"
                                  for q, a, b in rows))
     cai("judge", "--responses", responses, "--judge", "openai:smollm2", "--base-url", server,
-        "--judge-constrain", "grammar", "--out", tmp_path / "j", "--min-margin", "0")
+        "--judge-constrain", "grammar", "--out", tmp_path / "j", "--min-margin", "0", check=True)
     orders = [o for r in read_jsonl(tmp_path / "j" / "comparisons.jsonl")
               for c in r["comparisons"] for j in c["judgements"]
               for o in (j["x_first"], j["x_second"])]

@@ -4,13 +4,11 @@ hand-made pairs, and report.html renders in a real browser."""
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from cai.cli import cli
 from cai.constitution import parse_constitution
 from cai.data.report import build_report, distinct_n
 from cai.records import write_json, write_jsonl
-from tests.conftest import MINIMAL, offline_page
+from tests.helpers import MINIMAL, cai, invoke, offline_page
 
 PROMPTS = ["How do I boil an egg so the yolk stays soft?", "Write a haiku about the sea.",
            "How do I pick the lock on my neighbour's door?", "What is 17 times 23?"]
@@ -88,8 +86,8 @@ def test_distinct_n():
 def test_the_card_loads_with_datasets_as_it_says(judged, tmp_path, monkeypatch):
     datasets = pytest.importorskip("datasets")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
-    result = CliRunner().invoke(cli, ["report", str(judged), "--license", "cc-by-4.0",
-                                      "--source", "hand-written test prompts (CC0)"])
+    result = invoke("report", judged, "--license", "cc-by-4.0",
+                    "--source", "hand-written test prompts (CC0)")
     assert result.exit_code == 0, result.output
     card = (judged / "README.md").read_text()
     assert card.startswith("---\n") and "license: cc-by-4.0" in card
@@ -105,14 +103,13 @@ def test_the_card_loads_with_datasets_as_it_says(judged, tmp_path, monkeypatch):
 
 def test_a_folder_without_data_is_one_error_line(tmp_path):
     (tmp_path / "empty").mkdir()
-    result = CliRunner().invoke(cli, ["report", str(tmp_path / "empty")],
-                                standalone_mode=False, catch_exceptions=True)
+    result = invoke("report", tmp_path / "empty", catch=True)
     assert "no data to report on" in str(result.exception)
     assert not (tmp_path / "empty" / "README.md").exists()
 
 
 def test_report_html_in_a_browser(judged, browser):
-    assert CliRunner().invoke(cli, ["report", str(judged)]).exit_code == 0
+    assert invoke("report", judged).exit_code == 0
     page = offline_page(browser)
     page.goto((judged / "report.html").as_uri())
     for plot in ("#plot-margins", "#plot-signals", "#plot-principles"):
@@ -126,14 +123,12 @@ def test_report_html_in_a_browser(judged, browser):
 def test_the_card_lists_the_commands_that_fed_the_folder(tmp_path):
     """A judge folder's card starts with the `revise` that made its pairs: found through the
     paths in its own command line, relative ones read from where they were typed."""
-    from tests.test_e2e_local import cai
-
     (tmp_path / "p.txt").write_text("How do I boil an egg?\nName a colour.\n")
     revise = "cai revise --prompts p.txt --model fake:echo --rounds 1 --out a"
     judge = "cai judge --responses a/prefs.jsonl --judge fake:fixed:A --out b"
     for command in (revise, judge):
-        cai(*command.split()[1:], cwd=tmp_path)
-    cai("report", tmp_path / "b")  # from another folder
+        cai(*command.split()[1:], cwd=tmp_path, check=True)
+    cai("report", tmp_path / "b", check=True)  # from another folder
     card = (tmp_path / "b" / "README.md").read_text()
     assert f"```shell\n{revise}\n{judge}\n```" in card
     assert json.loads((tmp_path / "b" / "report.json").read_text())["provenance"][

@@ -14,7 +14,7 @@ from cai.records import read_jsonl, write_jsonl
 from cai.review.pairs import append
 from cai.review.stats import review_stats
 from cai.stats import wilson
-from tests.conftest import free_port
+from tests.helpers import cai, free_port
 from tests.hostile import STRINGS, assert_inert, hostile
 
 
@@ -149,12 +149,9 @@ def test_stopping_and_restarting_loses_nothing(folder):
 
 def test_an_empty_folder_and_a_port_in_use_are_one_error_line(tmp_path, folder, server):
     (tmp_path / "empty").mkdir()
-    done = subprocess.run([sys.executable, "-m", "cai", "review", str(tmp_path / "empty"),
-                           "--no-browser"], capture_output=True, text=True, timeout=60)
+    done = cai("review", tmp_path / "empty", "--no-browser", timeout=60)
     assert done.returncode == 2 and "no pairs to review" in done.stderr
-    busy = subprocess.run([sys.executable, "-m", "cai", "review", str(folder),
-                           "--no-browser", "--port", str(server.port)],
-                          capture_output=True, text=True, timeout=60)
+    busy = cai("review", folder, "--no-browser", "--port", server.port, timeout=60)
     assert busy.returncode == 2 and f"cannot serve on 127.0.0.1:{server.port}" in busy.stderr
     assert "Traceback" not in done.stderr + busy.stderr
 
@@ -201,8 +198,7 @@ def test_stats_on_made_up_labels(folder):
     assert gold[0]["chosen"] == reply("a fine answer") and gold[1]["chosen"] == reply("one")
     assert gold[0]["votes"] == {"x": 2, "y": 0, "tie": 0} and gold[1]["judge_x"] is None
     assert json.loads((folder / "review_stats.json").read_text())["gold_pairs"] == 2
-    out = subprocess.run([sys.executable, "-m", "cai", "review", "stats", str(folder),
-                          "--json"], capture_output=True, text=True, timeout=60)
+    out = cai("review", "stats", folder, "--json", timeout=60)
     assert json.loads(out.stdout)["labels"] == 8  # only JSON on stdout
 
 
@@ -244,8 +240,7 @@ def test_several_reviewers_of_a_pair_count_once_and_their_agreement_apart(tmp_pa
     assert s["agreement_with_judge_ci95"] == [round(v, 4) for v in wilson(16, 18)]
     assert s["between_reviewers"] == [{"reviewers": ["alice", "bob"], "pairs": 20,
                                        "agreement": 0.9, "kappa": 0.8}]
-    out = subprocess.run([sys.executable, "-m", "cai", "review", "stats", str(d)],
-                         capture_output=True, text=True, timeout=60)
+    out = cai("review", "stats", d, timeout=60)
     said = " ".join(out.stdout.split())
     assert "labelled: 20 pairs, 40 labels (alice 20, bob 20; 0 ties; 2 pairs without a " \
         "majority)" in said

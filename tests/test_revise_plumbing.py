@@ -13,7 +13,7 @@ from cai.models.client import Client
 from cai.records import read_jsonl
 from cai.stages.revise import Reviser, revise
 from cai.templates import Templates
-from tests.conftest import MINIMAL
+from tests.helpers import MINIMAL
 
 
 def run(prompts, out, backend=None, rounds=2, seed=3):

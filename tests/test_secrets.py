@@ -1,16 +1,13 @@
 """No file cai writes holds a credential: a `--base-url` with a user and password and a key in
 its query goes through stages, the dataset card and a loop run, and is found in no file."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from cai.redact import redact_urls
-from tests.conftest import ROOT
+from tests.helpers import ROOT, cai
 
 SECRETS = ("hunter2", "sk-SECRET-1", "tok-SECRET-2")
 URL = "https://me:hunter2@llm.example:8000/v1?api_key=sk-SECRET-1&model=m&access_token=tok-SECRET-2"
@@ -30,13 +27,7 @@ def test_credentials_in_urls_are_hidden_and_the_rest_kept(text, hidden):
     assert redact_urls(text) == hidden
 
 
-def cai(*args, cwd, check=True):
-    done = subprocess.run([sys.executable, "-m", "cai", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, cwd=cwd,
-                          env={**os.environ, "HF_DATASETS_OFFLINE": "1"})
-    if check:
-        assert done.returncode == 0, done.stderr[-3000:]
-    return done
+OFFLINE = {"HF_DATASETS_OFFLINE": "1"}
 
 
 def files_holding(folder: Path, secrets: tuple[str, ...], skip: set[Path]) -> list[str]:
@@ -47,10 +38,10 @@ def files_holding(folder: Path, secrets: tuple[str, ...], skip: set[Path]) -> li
 def test_a_url_with_credentials_is_in_no_file(tmp_path):
     (tmp_path / "p.txt").write_text("How do I boil an egg?\nName a colour.\n")
     cai("revise", "--prompts", "p.txt", "--model", "fake:echo", "--rounds", "1", "--out", "a",
-        "--base-url", URL, cwd=tmp_path)
+        "--base-url", URL, cwd=tmp_path, env=OFFLINE, check=True)
     cai("judge", "--responses", "a/prefs.jsonl", "--judge", "fake:fixed:A", "--out", "b",
-        "--base-url", URL, cwd=tmp_path)
-    cai("report", "b", cwd=tmp_path)
+        "--base-url", URL, cwd=tmp_path, env=OFFLINE, check=True)
+    cai("report", "b", cwd=tmp_path, env=OFFLINE, check=True)
     card = (tmp_path / "b" / "README.md").read_text()
     assert "--base-url 'https://***@llm.example:8000/v1?api_key=***&model=m&access_token=***'" \
         in card
@@ -63,7 +54,7 @@ def test_a_url_with_credentials_is_in_no_file(tmp_path):
         "prompts": {"file": str(ROOT / "examples" / "prompts.jsonl")}, "iterations": 1,
         "work": {"prompts": 2, "samples": 2, "rounds": 1},
         "evaluation": {"suite": "default", "limit": 2}}))
-    done = cai("loop", config, "--out", "run", cwd=tmp_path, check=False)
+    done = cai("loop", config, "--out", "run", cwd=tmp_path, env=OFFLINE)
     assert done.returncode == 2 and "train-sft failed" in done.stderr, done.stderr[-2000:]
     log = (tmp_path / "run" / "loop.log").read_text()
     assert "--base-url 'https://***@llm.example:8000/v1?api_key=***" in log

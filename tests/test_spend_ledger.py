@@ -10,10 +10,8 @@ from pathlib import Path
 import pytest
 
 from cai.models.budget import LEDGER, LEDGER_STAGE, read_ledger, record_spend
-from tests.conftest import has, needs_local
+from tests.helpers import needs_local, needs_train
 from tests.stubs.stub_server import StubServer, completion_body, default_reply
-
-needs_train = pytest.mark.skipif(not has("trl"), reason="needs the train extra")
 
 
 def served_tokens(requests: list[dict]) -> int:
@@ -49,7 +47,7 @@ def test_a_stage_killed_and_rerun_is_counted_whole_by_the_server(tmp_path):
                                for k in range(12)))
     ledger = tmp_path / "spend.jsonl"
     env = {**os.environ, "OPENAI_API_KEY": "stand-in", LEDGER: str(ledger),
-           LEDGER_STAGE: "1:sample", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+           LEDGER_STAGE: "1:sample"}  # and the test's own cache, from conftest
     with StubServer(latency=0.2) as server:
         argv = [sys.executable, "-m", "cai", "sample", "--prompts", str(prompts), "--model",
                 "openai:stand-in", "--base-url", server.url, "--n", "2", "--concurrency", "2",
@@ -90,8 +88,8 @@ def test_grpo_reaching_its_budget_stops_with_a_checkpoint_and_resumes(tmp_path):
                       "  save_steps: 100\n  per_device_train_batch_size: 2\n"
                       "  max_completion_length: 8\n")
     out = tmp_path / "grpo"
-    env = {**os.environ, "OPENAI_API_KEY": "stand-in", "OMP_NUM_THREADS": "1",
-           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    # The test's own cache (conftest), in which the converted model is the shared one.
+    env = {**os.environ, "OPENAI_API_KEY": "stand-in", "OMP_NUM_THREADS": "1"}
     with StubServer() as server:
         argv = [sys.executable, "-m", "cai", "train", "grpo", "--prompts", str(prompts),
                 "--model", "local", "--judge", "openai:stand-in", "--base-url", server.url,
@@ -119,7 +117,7 @@ def test_the_loop_reads_a_trainers_stop_and_its_spend_from_the_ledger(tmp_path):
 
     from cai.loop.run import Loop
     from cai.records import write_json
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({

