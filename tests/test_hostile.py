@@ -13,8 +13,8 @@ import sys
 import pytest
 import yaml
 
-from cai.evals.report import md_block, md_code, md_text, render
 from cai.records import write_json, write_jsonl
+from cai.reports.render import md_block, md_code, md_text, render
 from tests.hostile import STRINGS, assert_inert, hostile, open_markdown, open_page
 
 
@@ -39,7 +39,7 @@ def both_views(browser, folder, markdown_name, shown, tmp_path):
 
 def test_every_html_view_escapes_whatever_its_name():
     """Autoescape is on for every view that is not Markdown: no list of endings to miss."""
-    from cai.evals.report import _env
+    from cai.reports.render import _env
 
     html = _env(markdown=False)
     assert html.from_string("{{ x }}").render(x="<b>") == "&lt;b&gt;"
