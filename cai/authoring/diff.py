@@ -150,6 +150,7 @@ def build_report(old: Constitution, new: Constitution, out: Path, evaluation: di
                           "delta": None if ref.get(k) is None or evaluation.get(k) is None
                           else round(evaluation[k] - ref[k], 4)} for k in RATES},
         "unchanged_answers": sum(p["changed"] == 0 for p in pairs),
+        "changed_answers": sum(p["changed"] != 0 for p in pairs),
         "most_changed": pairs[:MOST_CHANGED],
         "evaluator_note": evaluation.get("evaluator_note"),
     }

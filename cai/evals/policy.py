@@ -219,6 +219,7 @@ def build_report(out: Path, info: dict[str, Any], seed: int = 0) -> dict[str, An
         "reference": ({**metrics.rates(ref_rows), "by_category": metrics.by_category(ref_rows)}
                       if ref_rows else None),
         "unjudged_wins": unjudged,
+        "decided_wins": len(compared) - unjudged,
         "win_coverage": round(1 - unjudged / len(compared), 4) if compared else None,
         **info,
     }

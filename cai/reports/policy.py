@@ -8,10 +8,16 @@ from cai.reports.render import pyplot, svg
 
 
 def plots(report: dict[str, Any]) -> dict[str, Any]:
-    """The report's plots as inline SVG."""
+    """The report's plots as inline SVG, and whether the refusal bars are all empty."""
+    ref = report.get("reference")
     return {"refusal": refusal_by_category(report),
+            "refusal_empty": not _refused(report) and not (ref and _refused(ref)),
             "lengths": length_distributions(report),
             "win": win_rate(report) if report.get("win_rate") is not None else None}
+
+
+def _refused(figures: dict[str, Any]) -> int:
+    return int(figures["refusals"]["partial"] + figures["refusals"]["full"])
 
 
 def refusal_by_category(report: dict[str, Any]) -> str:
