@@ -179,6 +179,19 @@ def test_the_constitution_diff(tmp_path, browser):
     page.close()
 
 
+def test_the_judge_calibration_report(tmp_path, browser):
+    """`cai eval judge`'s report.md, whose judge is named by hostile text (its Markdown was
+    written by hand before it had a template, and printed the name as it came)."""
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("".join(json.dumps({"prompt": hostile(i), "chosen": hostile(i + 1),
+                                        "rejected": hostile(i + 2)}) + "\n" for i in range(4)))
+    out, judge = tmp_path / "calibration", f"fake:fixed:{STRINGS[0]}"
+    cai("eval", "judge", "--data", gold, "--judge", judge, "--out", out, "--no-cache")
+    page = open_markdown(browser, (out / "report.md").read_text(), tmp_path)
+    assert_inert(page, [f"Judge calibration: {judge}"])
+    page.close()
+
+
 def test_a_missed_escape_still_cannot_run(answers, tmp_path, browser):
     """The Content-Security-Policy alone: a script put into a report by hand does not run."""
     out = tmp_path / "eval"
