@@ -78,15 +78,16 @@ def _env(markdown: bool) -> jinja2.Environment:
 
 
 def draw(write: Callable[[Path, dict[str, Any]], None], out: Path,
-         report: dict[str, Any]) -> None:
+         report: dict[str, Any], views: tuple[str, ...] = ("report.md", "report.html")) -> None:
     """Draw a report's views once its JSON is written. The paid work is done by then and its
     figures are safe in report.json, so a view that cannot be drawn is a warning, never a
     failed run."""
     try:
         write(out, report)
     except Exception as e:  # any fault of a view: the numbers stand
-        warnings.warn(f"{out}: report.md and report.html were not drawn ({type(e).__name__}: "
-                      f"{e}); every figure is in report.json", CaiWarning, stacklevel=2)
+        warnings.warn(f"{out}: {' and '.join(views)} {'was' if len(views) == 1 else 'were'} "
+                      f"not drawn ({type(e).__name__}: {e}); every figure is in report.json",
+                      CaiWarning, stacklevel=2)
 
 
 def render(view: str, **context: Any) -> str:
@@ -127,12 +128,14 @@ def write(out: Path, name: str, report: dict[str, Any],
     `name` of its own: the first four arguments are positional only)."""
     write_json(out / "report.json", report)
 
+    html = (VIEWS / f"{name}.html.j2").exists()
+
     def views(out: Path, report: dict[str, Any]) -> None:
         (out / md).write_text(render(f"{name}.md.j2", r=report, **context) + "\n",
                               encoding="utf-8")
-        if (VIEWS / f"{name}.html.j2").exists():
+        if html:
             (out / "report.html").write_text(
                 render(f"{name}.html.j2", r=report, plots=plots(report) if plots else {},
                        **context), encoding="utf-8")
 
-    draw(views, out, report)
+    draw(views, out, report, (md, "report.html") if html else (md,))
