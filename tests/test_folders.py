@@ -98,7 +98,7 @@ def test_merge_writes_only_into_a_new_or_empty_folder(here, capsys):
 
 
 def test_a_view_that_fails_after_the_paid_work_is_a_warning(tmp_path):
-    from cai.evals.report import draw
+    from cai.reports.render import draw
 
     def broken(out, report):
         raise TypeError("a plot of None")
@@ -125,7 +125,7 @@ def test_constitution_diff_draws_an_unmeasured_rate_as_missing(here, capsys):
 def test_a_rate_measured_under_one_constitution_only_is_drawn_as_missing():
     """The old answers had a false-premise prompt the new run failed on: the old rate is
     known, the new is not (matplotlib raised a TypeError on the None)."""
-    from cai.authoring.views import LABELS, detectors
+    from cai.reports.constitution_diff import LABELS, detectors
 
     rates = {k: {"old": 0.25, "new": 0.5} for k in LABELS}
     rates["false_premise_agreement_rate"] = {"old": 0.5, "new": None}

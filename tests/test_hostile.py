@@ -10,8 +10,8 @@ import shlex
 import pytest
 import yaml
 
-from cai.evals.report import md_block, md_code, md_text, render
 from cai.records import write_json, write_jsonl
+from cai.reports.render import md_block, md_code, md_text, render
 from tests.helpers import cai
 from tests.hostile import STRINGS, assert_inert, hostile, open_markdown, open_page
 
@@ -31,7 +31,7 @@ def both_views(browser, folder, markdown_name, shown, tmp_path):
 
 def test_every_html_view_escapes_whatever_its_name():
     """Autoescape is on for every view that is not Markdown: no list of endings to miss."""
-    from cai.evals.report import _env
+    from cai.reports.render import _env
 
     html = _env(markdown=False)
     assert html.from_string("{{ x }}").render(x="<b>") == "&lt;b&gt;"
@@ -169,6 +169,20 @@ def test_the_constitution_diff(tmp_path, browser):
     page.close()
     page = open_markdown(browser, (out / "report.md").read_text(), tmp_path)
     assert_inert(page)
+    page.close()
+
+
+def test_the_judge_calibration_report(tmp_path, browser):
+    """`cai eval judge`'s report.md, whose judge is named by hostile text (its Markdown was
+    written by hand before it had a template, and printed the name as it came)."""
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("".join(json.dumps({"prompt": hostile(i), "chosen": hostile(i + 1),
+                                        "rejected": hostile(i + 2)}) + "\n" for i in range(4)))
+    out, judge = tmp_path / "calibration", f"fake:fixed:{STRINGS[0]}"
+    cai("eval", "judge", "--data", gold, "--judge", judge, "--out", out, "--no-cache",
+        env=OFFLINE, check=True)
+    page = open_markdown(browser, (out / "report.md").read_text(), tmp_path)
+    assert_inert(page, [f"Judge calibration: {judge}"])
     page.close()
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from cai.constitution import Constitution, Principle
 from cai.errors import CaiError
 from cai.inputs import PromptItem
-from cai.records import read_jsonl, reply_text, write_json, write_jsonl
+from cai.records import read_jsonl, reply_text, write_jsonl
 
 if TYPE_CHECKING:
     from cai.models.session import Session
@@ -97,11 +97,11 @@ async def diff(old: Constitution, new: Constitution, items: list[PromptItem], ou
                                    evaluator=evaluator, seed=seed)
     report = build_report(old, new, out, evaluation, model=model, critic=critic,
                           evaluator=evaluator)
-    write_json(out / "report.json", report)
-    from cai.authoring.views import write_views
-    from cai.evals.report import draw
+    from cai.reports import constitution_diff as views
+    from cai.reports.render import write
 
-    draw(write_views, out, report)
+    write(out, "constitution_diff", report, views.plots, labels=views.LABELS,
+          marked=views.marked)
     return report
 
 
@@ -150,6 +150,7 @@ def build_report(old: Constitution, new: Constitution, out: Path, evaluation: di
                           "delta": None if ref.get(k) is None or evaluation.get(k) is None
                           else round(evaluation[k] - ref[k], 4)} for k in RATES},
         "unchanged_answers": sum(p["changed"] == 0 for p in pairs),
+        "changed_answers": sum(p["changed"] != 0 for p in pairs),
         "most_changed": pairs[:MOST_CHANGED],
         "evaluator_note": evaluation.get("evaluator_note"),
     }

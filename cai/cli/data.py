@@ -266,7 +266,7 @@ def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
                overwrite: bool, **options: Any) -> None:
     """Measure a judge against human labels: accuracy, kappa, flips, length bias, ECE."""
     from cai.constitution import load_constitution
-    from cai.evals.calibration import judge_gold, read_gold, report_markdown
+    from cai.evals.calibration import judge_gold, read_gold
     from cai.folders import claim
     from cai.paths import resolve_constitution
 
@@ -280,7 +280,10 @@ def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
                                            concurrency=session.limits.concurrency,
                                            session=session))
     if result.report:
-        console.print(report_markdown(result.report), markup=False, highlight=False)
+        from cai.reports.render import render
+
+        console.print(render("calibration.md.j2", r=result.report) + "\n", markup=False,
+                      highlight=False)
 
 
 @eval_group.command("policy")

@@ -31,7 +31,7 @@ from cai.data.dedup import find_duplicates
 from cai.data.rows import Row
 from cai.errors import CaiError, InputError
 from cai.folders import MADE_BY, read_settings
-from cai.records import numbered_jsonl, reply_text, write_json
+from cai.records import numbered_jsonl, reply_text
 from cai.schema import PROMPT, Prompt, Reply, check_row, checked_jsonl
 from cai.schema import Row as Schema
 from cai.stages.pairs import pair_figures
@@ -317,8 +317,7 @@ def build_report(folder: Path, constitution: Constitution | None = None) -> dict
 
 def write_report(folder: Path, report: dict[str, Any], card: dict[str, Any]) -> None:
     """report.json, report.html and README.md (the dataset card) into `folder`."""
-    from cai.data.views import dataset_card, report_html
+    from cai.reports import dataset as views
+    from cai.reports.render import write
 
-    write_json(folder / "report.json", report)
-    (folder / "report.html").write_text(report_html(report), encoding="utf-8")
-    (folder / "README.md").write_text(dataset_card(report, **card), encoding="utf-8")
+    write(folder, "dataset", report, views.plots, md="README.md", **views.card(report, **card))

@@ -19,7 +19,7 @@ from pydantic import Field
 from cai.chat import Message, messages_to_dicts
 from cai.errors import InputError
 from cai.inputs import prompt_id
-from cai.records import conversation_of, read_jsonl, reply_text, write_json
+from cai.records import conversation_of, read_jsonl, reply_text
 from cai.schema import ID, PROMPT, Id, Prompt, Reply, Row, checked_jsonl
 from cai.stages.judge import Judge
 from cai.stages.stage import StageResult, run_stage
@@ -116,11 +116,12 @@ async def judge_gold(pairs: list[GoldPair], judge: Judge, out: Path, *, concurre
     report: dict[str, Any] = {}
 
     def summarize(folder: Path) -> dict[str, Any]:
+        from cai.reports.render import write
+
         report.update(agreement_report(list(read_jsonl(folder / "judgements.jsonl")),
                                        seed=judge.settings.seed),
                       judge=judge.client.spec, config=config)
-        write_json(folder / "report.json", report)
-        (folder / "report.md").write_text(report_markdown(report), encoding="utf-8")
+        write(folder, "calibration", report)
         figures = {k: report[k] for k in SUMMARY_KEYS}
         return {**figures, "report": figures}
 
@@ -196,29 +197,3 @@ def reliability(p: Sequence[float], y: Sequence[int], bins: int = 10) -> list[di
 
 def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 4)
-
-
-def report_markdown(r: dict[str, Any]) -> str:
-    lb = r["length_bias"]
-    lines = [
-        f"# Judge calibration: {r.get('judge', '')}", "",
-        "| measure | value |", "|---|---|",
-        f"| gold pairs (n) | {r['n']}: judged {r['judged']}, unjudged {r['unjudged']}, "
-        f"coverage {r['coverage']}, ties {r['ties']} |",
-        f"| accuracy vs humans (unjudged count as 0.5) | {r['accuracy']} "
-        f"(95% CI {r['accuracy_ci95']}) |",
-        f"| accuracy among judged pairs | {r['accuracy_judged']} |",
-        f"| Cohen's kappa | {r['kappa']} (95% CI {r['kappa_ci95']}) |",
-        f"| position-flip rate (before averaging) | {r['position_flip_rate']} |",
-        f"| judge picked the longer reply | {lb['judge_picked_longer']} |",
-        f"| humans picked the longer reply | {lb['humans_picked_longer']} |",
-        f"| expected calibration error | {r['ece']} |", "",
-        "## Reliability (P(x better) predicted vs observed)", "",
-        "| bin | count | mean predicted | observed |", "|---|---|---|---|",
-        *[f"| {b['bin']} | {b['count']} | {b['mean_p']} | {b['observed']} |"
-          for b in r["reliability"]],
-        "",
-        "Accuracy counts a tie (p = 0.5) and an unjudged pair as half right; kappa leaves "
-        "both out.",
-    ]
-    return "\n".join(lines) + "\n"

@@ -31,7 +31,6 @@ from cai.records import (
     read_json,
     read_jsonl,
     reply_text,
-    write_json,
     write_jsonl,
 )
 from cai.schema import ID, PROMPT, TEXT, Id, Prompt, Reply, Row, checked_jsonl
@@ -199,7 +198,7 @@ def match(answers: list[Answer], reference: dict[str, Answer]) -> dict[str, Answ
 
 
 def build_report(out: Path, info: dict[str, Any], seed: int = 0) -> dict[str, Any]:
-    """report.json from the judgements in `out` (and `out/reference/`)."""
+    """The report's figures from the judgements in `out` (and `out/reference/`)."""
     rows = list(read_jsonl(out / JUDGEMENTS))
     ref_path = out / REFERENCE / JUDGEMENTS
     ref_rows = list(read_jsonl(ref_path)) if ref_path.exists() else []
@@ -219,10 +218,10 @@ def build_report(out: Path, info: dict[str, Any], seed: int = 0) -> dict[str, An
         "reference": ({**metrics.rates(ref_rows), "by_category": metrics.by_category(ref_rows)}
                       if ref_rows else None),
         "unjudged_wins": unjudged,
+        "decided_wins": len(compared) - unjudged,
         "win_coverage": round(1 - unjudged / len(compared), 4) if compared else None,
         **info,
     }
-    write_json(out / "report.json", report)
     return report
 
 
@@ -361,10 +360,11 @@ async def eval_policy(out: Path, *, session: Session, templates: Templates,
                    {k: s.summary[k] for k in ("done", "failed", "requests", "cache_hits",
                                               "wall_seconds", "stopped_reason")}
                    for s in stages}}
-    from cai.evals.report import draw, write_views
+    from cai.reports import policy as views
+    from cai.reports.render import write
 
     report = build_report(out, info, seed)
-    draw(write_views, out, report)
+    write(out, "policy", report, views.plots)
     return report
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from cai.errors import CaiError
 from cai.loop.history import ENDED, LOCK, spending
 from cai.loop.processes import marked
-from cai.records import read_json, read_jsonl, write_json
+from cai.records import read_json, read_jsonl
 
 LOOP_FIX = "rerun the same `cai loop` command, or start a new run with another --out"
 
@@ -221,10 +221,9 @@ def build_loop_report(folder: Path, live: bool | None = None) -> dict[str, Any]:
 
 
 def write_loop_report(folder: Path, live: bool | None = None) -> dict[str, Any]:
-    from cai.evals.report import draw
-    from cai.loop.views import write_views
+    from cai.reports import loop as views
+    from cai.reports.render import write
 
     report = build_loop_report(folder, live)
-    write_json(folder / "report.json", report)
-    draw(write_views, folder, report)
+    write(folder, "loop", report, views.plots)
     return report

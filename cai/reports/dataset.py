@@ -1,11 +1,13 @@
 """A data report as people read it: the dataset card (README.md) and report.html, drawn from
-report.json alone with the evaluation reports' renderer."""
+report.json alone: the card's metadata and the plots."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from cai.evals.report import pyplot, render, svg
+from markupsafe import Markup
+
+from cai.reports.render import pyplot, svg
 
 TAGS = ["synthetic", "constitutional-ai", "rlaif", "cai"]
 CONFIG_TAGS = {"prefs": "preference", "sft": "sft", "prompts": "red-teaming"}
@@ -23,7 +25,7 @@ def front_matter(report: dict[str, Any], license: str, language: str,
         tags=TAGS + [CONFIG_TAGS[n] for n in names if n in CONFIG_TAGS],
         size_categories=[_size(sum(report["counts"].values()))],
         configs=report["configs"])
-    return data.to_yaml() + "\n"
+    return data.to_yaml()
 
 
 def _size(n: int) -> str:
@@ -35,23 +37,26 @@ def _size(n: int) -> str:
     return "n>1M"
 
 
-def dataset_card(report: dict[str, Any], *, license: str = "unknown", language: str = "en",
-                 name: str = "", sources: tuple[str, ...] = ()) -> str:
+def card(report: dict[str, Any], *, license: str = "unknown", language: str = "en",
+         name: str = "", sources: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What the dataset card shows beside report.json: its metadata, name, licence, sources
+    and the providers whose terms apply."""
     pretty_name = name or f"cai data: {report['folder']}"
     providers = sorted({m.split(":")[0] for m in report["provenance"]["models"]
                         if m.split(":")[0] in ("openai", "anthropic", "vllm")})
-    body = render("dataset.md.j2", r=report, name=pretty_name, license=license,
-                  sources=sources, providers=providers)
-    return f"---\n{front_matter(report, license, language, pretty_name)}---\n\n{body}\n"
+    # YAML, its values quoted by the hub's writer: it is not Markdown, and is not escaped as such
+    return {"front_matter": Markup(front_matter(report, license, language, pretty_name)),
+            "name": pretty_name, "license": license, "sources": sources,
+            "providers": providers}
 
 
-def report_html(report: dict[str, Any]) -> str:
-    plots = {"margins": margins(report["calibration"]) if report["calibration"] else None,
-             "signals": signal_bars(report["reward_hacking"])
-             if report["reward_hacking"] else None,
-             "principles": principle_bars(report) if report["diversity"]["principles_used"]
-             else None}
-    return render("dataset.html.j2", r=report, plots=plots)
+def plots(report: dict[str, Any]) -> dict[str, Any]:
+    """report.html's plots as inline SVG, or None where there is nothing to draw."""
+    return {"margins": margins(report["calibration"]) if report["calibration"] else None,
+            "signals": signal_bars(report["reward_hacking"])
+            if report["reward_hacking"] else None,
+            "principles": principle_bars(report) if report["diversity"]["principles_used"]
+            else None}
 
 
 def margins(calibration: dict[str, Any]) -> str:

@@ -1,15 +1,14 @@
-"""`cai constitution diff`'s report.md and report.html, drawn from its report.json with the
-evaluation reports' renderer."""
+"""`cai constitution diff`'s report.md and report.html: the plots, labels and word-diff
+marks they draw from its report.json."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup, escape
 
-from cai.evals.report import pyplot, render, svg
+from cai.reports.render import pyplot, svg
 
 LABELS = {"over_refusal_rate": "over-refusal", "unsafe_compliance_rate": "unsafe compliance",
           "false_premise_agreement_rate": "false-premise agreement",
@@ -23,15 +22,11 @@ def marked(diff: str) -> Markup:
     return Markup(re.sub(r"\{\+(.*?)\+\}", r"<ins>\1</ins>", text))
 
 
-def write_views(out: Path, report: dict[str, Any]) -> None:
-    plots = {"detectors": detectors(report),
-             "all_zero": not any(report["detectors"][k][side] for k in LABELS
-                                 for side in ("old", "new"))}
-    (out / "report.md").write_text(render("constitution_diff.md.j2", r=report, labels=LABELS)
-                                   + "\n", encoding="utf-8")
-    (out / "report.html").write_text(render("constitution_diff.html.j2", r=report,
-                                            labels=LABELS, plots=plots, marked=marked),
-                                     encoding="utf-8")
+def plots(report: dict[str, Any]) -> dict[str, Any]:
+    """The detectors' plot as inline SVG, and whether all its bars are empty."""
+    return {"detectors": detectors(report),
+            "all_zero": not any(report["detectors"][k][side] for k in LABELS
+                                for side in ("old", "new"))}
 
 
 def detectors(report: dict[str, Any]) -> str:

@@ -1,8 +1,10 @@
 """Reports as files people read: Markdown and offline HTML, rendered from a report's JSON alone.
 
-One renderer for every report: a Jinja2 template per view in `views/`, and plots drawn with
-matplotlib from the JSON's numbers and inlined as SVG, so that a page reads offline with no
-network and no JavaScript. A view computes nothing the JSON does not hold.
+One renderer for every report: a Jinja2 template per view beside this module (`policy.md.j2`,
+`policy.html.j2`, ...), and plots drawn with matplotlib from the JSON's numbers and inlined as
+SVG, so that a page reads offline with no network and no JavaScript. A view computes nothing
+the JSON does not hold. `write` is the one step that puts a report on disk: report.json first,
+then the views drawn from it.
 
 The JSON holds prompts, model replies and error text, so every value is hostile. A `.md.j2`
 view escapes every value for Markdown (`md_text`), or shows it through the `code` and `block`
@@ -25,8 +27,9 @@ import jinja2
 from markupsafe import Markup
 
 from cai.errors import CaiWarning
+from cai.records import write_json
 
-VIEWS = Path(__file__).with_name("views")
+VIEWS = Path(__file__).parent
 # What Markdown would read as markup in running text: HTML tags and entities (escaped as
 # entities, which every Markdown viewer shows as the characters), and links, code spans and
 # table cells (backslash-escaped). A newline would end a table row or a list item: a space.
@@ -75,15 +78,16 @@ def _env(markdown: bool) -> jinja2.Environment:
 
 
 def draw(write: Callable[[Path, dict[str, Any]], None], out: Path,
-         report: dict[str, Any]) -> None:
+         report: dict[str, Any], views: tuple[str, ...] = ("report.md", "report.html")) -> None:
     """Draw a report's views once its JSON is written. The paid work is done by then and its
     figures are safe in report.json, so a view that cannot be drawn is a warning, never a
     failed run."""
     try:
         write(out, report)
     except Exception as e:  # any fault of a view: the numbers stand
-        warnings.warn(f"{out}: report.md and report.html were not drawn ({type(e).__name__}: "
-                      f"{e}); every figure is in report.json", CaiWarning, stacklevel=2)
+        warnings.warn(f"{out}: {' and '.join(views)} {'was' if len(views) == 1 else 'were'} "
+                      f"not drawn ({type(e).__name__}: {e}); every figure is in report.json",
+                      CaiWarning, stacklevel=2)
 
 
 def render(view: str, **context: Any) -> str:
@@ -115,75 +119,23 @@ def pyplot() -> Any:
     return plt
 
 
-def refusal_by_category(report: dict[str, Any]) -> str:
-    """Share of answers refused (in full or part) per category, policy beside reference."""
-    plt = pyplot()
-    cats = list(report["by_category"])
-    def share(block: dict[str, Any] | None, c: str) -> float:
-        row = (block or {}).get(c)
-        if not row or not row["n"]:
-            return 0.0
-        return (row["refusals"]["partial"] + row["refusals"]["full"]) / row["n"]
-    fig, ax = plt.subplots(figsize=(6.5, 0.28 * len(cats) + 1.2))
-    ys = range(len(cats))
-    ax.barh([y + 0.2 for y in ys], [share(report["by_category"], c) for c in cats], 0.4,
-            label="policy", color="#3b6ea8")
-    if report.get("reference"):
-        ref = report["reference"]["by_category"]
-        ax.barh([y - 0.2 for y in ys], [share(ref, c) for c in cats], 0.4,
-                label="reference", color="#c98b2b")
-    ax.set_yticks(list(ys), cats)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("answers refused, in full or part")
-    ax.invert_yaxis()
-    ax.legend(loc="lower right", frameon=False)
-    return svg(fig)
+def write(out: Path, name: str, report: dict[str, Any],
+          plots: Callable[[dict[str, Any]], dict[str, Any]] | None = None, /, *,
+          md: str = "report.md", **context: Any) -> None:
+    """report.json into `out`, then the views of report `name` drawn from it: `{name}.md.j2`
+    as `md` and, where the report has an HTML view, `{name}.html.j2` as report.html with the
+    `plots` drawn from the report inline. `context` goes to both views (and may hold a
+    `name` of its own: the first four arguments are positional only)."""
+    write_json(out / "report.json", report)
 
+    html = (VIEWS / f"{name}.html.j2").exists()
 
-def length_distributions(report: dict[str, Any]) -> str:
-    plt = pyplot()
-    h = report["length_histogram"]
-    labels = [f"{lo}+" if i == len(h["bins"]) - 1 else f"{lo}-{h['bins'][i + 1]}"
-              for i, lo in enumerate(h["bins"])]
-    fig, ax = plt.subplots(figsize=(6.5, 2.6))
-    xs = range(len(labels))
-    ax.bar([x - 0.2 for x in xs], h["policy"], 0.4, label="policy", color="#3b6ea8")
-    if h.get("reference"):
-        ax.bar([x + 0.2 for x in xs], h["reference"], 0.4, label="reference", color="#c98b2b")
-    ax.set_xticks(list(xs), labels, rotation=45)
-    ax.set_xlabel("answer length (words)")
-    ax.set_ylabel("answers")
-    ax.legend(frameon=False)
-    return svg(fig)
+    def views(out: Path, report: dict[str, Any]) -> None:
+        (out / md).write_text(render(f"{name}.md.j2", r=report, **context) + "\n",
+                              encoding="utf-8")
+        if html:
+            (out / "report.html").write_text(
+                render(f"{name}.html.j2", r=report, plots=plots(report) if plots else {},
+                       **context), encoding="utf-8")
 
-
-def win_rate(report: dict[str, Any]) -> str:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 1.5))
-    rate, (lo, hi) = report["win_rate"], report.get("win_rate_ci95") or (None, None)
-    if lo is None or hi is None:
-        ax.plot([rate], [1], "o", color="#3b6ea8")
-    else:
-        ax.errorbar([rate], [1], xerr=[[rate - lo], [hi - rate]], fmt="o", color="#3b6ea8",
-                    capsize=4)
-    controlled = report.get("win_rate_length_controlled")
-    if controlled is None:
-        ax.text(0.01, 0, "length-controlled: not measured", va="center", color="#666666")
-    else:
-        ax.plot([controlled], [0], "D", color="#555555")
-    ax.axvline(0.5, color="#999999", linestyle="--", linewidth=1)
-    ax.set_yticks([0, 1], ["length-controlled", "win rate (95% CI)"])
-    ax.set_xlim(0, 1)
-    ax.set_ylim(-0.6, 1.6)
-    ax.set_xlabel("P(policy better than reference)")
-    return svg(fig)
-
-
-def write_views(out: Path, report: dict[str, Any]) -> None:
-    """report.md and report.html beside report.json."""
-    plots = {"refusal": refusal_by_category(report),
-             "lengths": length_distributions(report),
-             "win": win_rate(report) if report.get("win_rate") is not None else None}
-    (out / "report.md").write_text(render("policy.md.j2", r=report) + "\n", encoding="utf-8")
-    (out / "report.html").write_text(render("policy.html.j2", r=report, plots=plots),
-                                     encoding="utf-8")
+    draw(views, out, report, (md, "report.html") if html else (md,))

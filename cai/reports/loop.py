@@ -1,21 +1,18 @@
-"""The morning report as people read it: report.md and report.html (offline, plots inline),
-drawn from the loop's report.json with the evaluation reports' renderer."""
+"""The morning report as people read it: the plots of report.md and report.html (offline,
+inline), drawn from the loop's report.json."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from cai.evals.report import pyplot, render, svg
+from cai.reports.render import pyplot, svg
 
 
-def write_views(folder: Path, report: dict[str, Any]) -> None:
+def plots(report: dict[str, Any]) -> dict[str, Any]:
+    """The report's plots as inline SVG; none before an iteration was compared."""
     its = [i for i in report["iterations"] if i["win_rate_vs_current"] is not None]
-    plots = {"wins": wins(its), "safety": safety(report, its), "drift": drift(report, its)} \
+    return {"wins": wins(its), "safety": safety(report, its), "drift": drift(report, its)} \
         if its else {}
-    (folder / "report.md").write_text(render("loop.md.j2", r=report) + "\n", encoding="utf-8")
-    (folder / "report.html").write_text(render("loop.html.j2", r=report, plots=plots),
-                                        encoding="utf-8")
 
 
 def _axes(title: str) -> tuple[Any, Any]:
