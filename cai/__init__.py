@@ -2,10 +2,11 @@
 
 The pipeline in a few names, imported on first use, so that `import cai` loads no model
 library: load_constitution, Session (its `client(spec)` makes a model client), Reviser and
-revise, sample, Judge and judge, eval_judge, train; make_prompts and build_report (data);
-run_loop; review_stats; lint, diff_constitutions and induce (authoring). The stage functions
-are async and write the same files as their commands. examples/python_api.py runs revise ->
-judge end to end; JudgeReward is cai's judge as a reward for TRL's GRPOTrainer.
+revise, sample, Judge, Panel (of judges) and judge, eval_judge, train; make_prompts and
+build_report (data); run_loop; review_stats; lint, diff_constitutions and induce
+(authoring). The stage functions are async and write the same files as their commands.
+examples/python_api.py runs revise -> judge end to end; JudgeReward is cai's judge as a
+reward for TRL's GRPOTrainer.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
     from cai.stages.judge import Judge, JudgeSettings
     from cai.stages.pairs import PairSettings, read_candidates
     from cai.stages.pairs import judge_file as judge
+    from cai.stages.panel import Panel
     from cai.stages.revise import Reviser, revise, try_prompt
     from cai.stages.sample import sample
     from cai.templates import Templates

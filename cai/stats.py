@@ -22,6 +22,25 @@ def cohen_kappa(labels: Sequence[tuple[int, int]]) -> float | None:
     return (observed - expected) / (1 - expected)
 
 
+def fleiss_kappa(counts: Sequence[Sequence[int]]) -> float | None:
+    """Fleiss' kappa: agreement among raters beyond chance. `counts[i][j]` is how many raters
+    put item i in category j; every item has the same number of raters (at least two). None
+    when it is undefined (no items, or every rating in one category)."""
+    if not counts:
+        return None
+    raters = sum(counts[0])
+    if raters < 2 or any(sum(row) != raters for row in counts):
+        raise ValueError("Fleiss' kappa needs the same number of raters, two or more, per item")
+    n = len(counts)
+    shares = [sum(row[j] for row in counts) / (n * raters) for j in range(len(counts[0]))]
+    observed = sum((sum(c * c for c in row) - raters) / (raters * (raters - 1))
+                   for row in counts) / n
+    expected = sum(p * p for p in shares)
+    if expected == 1:
+        return None
+    return (observed - expected) / (1 - expected)
+
+
 def bootstrap_kappa(labels: Sequence[tuple[int, int]], *, seed: int = 0,
                     rounds: int = 1000) -> list[float | None] | None:
     """A 95% percentile-bootstrap interval for kappa."""

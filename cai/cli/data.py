@@ -16,6 +16,7 @@ from cai.cli.options import (
     judge_options,
     make_judge,
     model_options,
+    panel_line,
     run,
     run_and_report,
 )
@@ -246,6 +247,8 @@ def judge(responses_file: str, constitution: str, out: str, pairs: str, min_marg
     console.print(f"pairs {s['pairs']} (low margin and unjudged in their own files), "
                   f"position flips {s['position_flip_rate']}, longer won {s['longer_won_share']}, "
                   f"unparsed orders {s['unparsed_orders']}, failed orders {s['failed_orders']}")
+    if s.get("panel"):
+        panel_line(s["panel"])
 
 
 @click.group("eval")
@@ -284,6 +287,9 @@ def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
 
         console.print(render("calibration.md.j2", r=result.report) + "\n", markup=False,
                       highlight=False)
+        if "panel" in result.report:
+            console.print(f"panel weights (each judge's accuracy) -> "
+                          f"{Path(out) / 'panel_weights.json'}", highlight=False, markup=False)
 
 
 @eval_group.command("policy")

@@ -186,8 +186,12 @@ def batches(sent: dict[str, Any], out: Path) -> None:
 def judge_options(f: Any) -> Any:
     """Options shared by `cai judge` and `cai eval judge`."""
     for option in reversed([
-        click.option("--judge", "judge_spec", default="local", show_default=True,
-                     help="The judge model."),
+        click.option("--judge", "judge_specs", default=["local"], show_default=True,
+                     multiple=True, help="The judge model; give it more than once for a "
+                     "panel of judges, whose mean probability is the soft label."),
+        click.option("--panel-weights", default=None, type=click.Path(dir_okay=False),
+                     help="Weigh a panel's judges by their agreement with people: the "
+                     "panel_weights.json that `cai eval judge` wrote for the same judges."),
         click.option("--principles", type=click.Choice(["sample", "all"]), default="sample",
                      show_default=True, help="One principle drawn per comparison, or all."),
         click.option("--verdict", type=click.Choice(["auto", "text"]), default="auto",
@@ -207,19 +211,28 @@ def judge_options(f: Any) -> Any:
     return model_options(f)
 
 
-def make_judge(*, judge_spec: str, constitution: Any, principles: str, verdict: str,
-               cot: bool, cot_band: str, length_control: bool, seed: int, session: Any,
-               templates: str | None, judge_constrain: str | None = None) -> Any:
-    """The Judge that the judge options describe, under a constitution already loaded."""
+def make_judge(*, judge_specs: tuple[str, ...], constitution: Any, principles: str,
+               verdict: str, cot: bool, cot_band: str, length_control: bool, seed: int,
+               session: Any, templates: str | None, judge_constrain: str | None = None,
+               panel_weights: str | None = None) -> Any:
+    """The judge, or panel of judges, that the judge options describe, under a constitution
+    already loaded: a Panel (of one, for one --judge)."""
     from cai.stages.judge import Judge, JudgeSettings
+    from cai.stages.panel import Panel, read_weights
     from cai.templates import Templates
 
-    const = constitution
-    client = session.client(judge_spec, logprobs=verdict != "text", constrain=judge_constrain)
+    if panel_weights and len(judge_specs) < 2:
+        raise CaiError("--panel-weights weighs the judges of a panel: give --judge twice or "
+                       "more")
     settings = JudgeSettings(principles=principles, verdict=verdict, reasoning=cot,
                              band=parse_band(cot_band), length_control=length_control,
                              seed=seed)
-    return Judge(client, Templates(templates), const, settings)
+    t = Templates(templates)
+    judges = [Judge(session.client(spec, logprobs=verdict != "text", constrain=judge_constrain),
+                    t, constitution, settings) for spec in judge_specs]
+    weights = read_weights(Path(panel_weights), [j.client.spec for j in judges]) \
+        if panel_weights else None
+    return Panel(judges, weights)
 
 
 def parse_band(text: str) -> tuple[float, float]:
@@ -240,3 +253,14 @@ def calibration_line(report: dict[str, Any], data: str, out: Path) -> None:
                   f"{report['coverage']}, accuracy {report['accuracy']} (judged only "
                   f"{report['accuracy_judged']}), kappa {report['kappa']}, ECE "
                   f"{report['ece']} -> {out / 'report.md'}")
+
+
+def panel_line(p: dict[str, Any]) -> None:
+    """What a panel of judges says of itself, in a few lines."""
+    console.print(f"panel of {len(p['judges'])}: Fleiss' kappa {p['fleiss_kappa']} over "
+                  f"{p['decided_by_all']} pairs all decided, split on {p['split']} of "
+                  f"{p['comparisons']}", highlight=False)
+    for j in p["per_judge"]:
+        console.print(f"  {j['judge']}: decided {j['decided']}, left out {j['left_out']}, "
+                      f"position flips {j['position_flip_rate']}, against the majority "
+                      f"{j['against_majority']}", highlight=False, markup=False)

@@ -32,10 +32,12 @@ def review_group() -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--unjudged-first", is_flag=True, help="Show the pairs the judge could not "
               "decide first (and take them first into a --sample).")
+@click.option("--split-first", is_flag=True, help="Show the pairs a panel of judges split "
+              "on first (after the unjudged, with --unjudged-first).")
 @click.option("--constitution", default=None, help="The constitution the pairs were judged "
               "under, for its judge questions [default: the shipped one the records name].")
 def review_run(path: str, port: int, host: str, no_browser: bool, reviewer: str | None,
-               n: int | None, seed: int, unjudged_first: bool,
+               n: int | None, seed: int, unjudged_first: bool, split_first: bool,
                constitution: str | None) -> None:
     """Serve a page to label the pairs of PATH (a folder, or a TRL preference file)."""
     from cai.review.pairs import read_pairs, sample
@@ -47,7 +49,7 @@ def review_run(path: str, port: int, host: str, no_browser: bool, reviewer: str 
         warnings.warn(f"serving on {host}: anyone who can reach it can read the pairs and, "
                       "with the page, label them", CaiWarning, stacklevel=1)
     questions, default = _questions(path, constitution)
-    review = Review(Path(path), sample(pairs, n, seed, unjudged_first),
+    review = Review(Path(path), sample(pairs, n, seed, unjudged_first, split_first),
                     reviewer or getpass.getuser(), seed, questions, default)
     url = page_url(host, port)
     console.print(f"review: {len(review.sample)} pairs for {review.reviewer} at {url} "

@@ -35,6 +35,7 @@ from cai.records import numbered_jsonl, reply_text
 from cai.schema import PROMPT, Prompt, Reply, check_row, checked_jsonl
 from cai.schema import Row as Schema
 from cai.stages.pairs import pair_figures
+from cai.stages.panel import panel_figures
 
 # The data files a folder may hold, the config each goes in, and its split there. Files of
 # one config share their columns: the hub's loader reads a config as one table.
@@ -161,7 +162,16 @@ def calibration(pairs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         "margin_histogram": {"bins": [k / 10 for k in range(11)], "counts": figures["histogram"]},
         "longer_won": figures["longer_won"],
         "length_flagged": figures["length_flagged"],
+        **({"panel": panel} if (panel := panel_figures([_seats(p) for p in judged])) else {}),
     }
+
+
+def _seats(pair: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """A judged pair's panel, as `panel_figures` reads it (P(chosen better) per judge)."""
+    if "panel" not in pair:
+        return None
+    return [{"judge": s["judge"], "p": s["p_chosen"], "left_out": s["left_out"],
+             "agree": s["orders_agree"]} for s in pair["panel"]]
 
 
 def signals(pairs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

@@ -19,9 +19,10 @@ from pydantic import Field
 from cai.chat import Message, messages_to_dicts
 from cai.errors import InputError
 from cai.inputs import prompt_id
-from cai.records import conversation_of, read_jsonl, reply_text
+from cai.records import conversation_of, read_jsonl, reply_text, write_json
 from cai.schema import ID, PROMPT, Id, Prompt, Reply, Row, checked_jsonl
 from cai.stages.judge import Judge
+from cai.stages.panel import Panel, as_panel, judgements_of, panel_figures, seats_of
 from cai.stages.stage import StageResult, run_stage
 from cai.stats import bootstrap_kappa, cohen_kappa, wilson
 
@@ -93,43 +94,77 @@ def read_gold(path: Path) -> list[GoldPair]:
     return pairs
 
 
-async def judge_gold(pairs: list[GoldPair], judge: Judge, out: Path, *, concurrency: int = 8,
-                     progress: bool | None = None,
+async def judge_gold(pairs: list[GoldPair], judge: Judge | Panel, out: Path, *,
+                     concurrency: int = 8, progress: bool | None = None,
                      session: Session | None = None) -> StageResult:
     """Judge each gold pair in both orders into `out/judgements.jsonl`, then report into
-    report.json and report.md; the report is also the result's `report`."""
+    report.json and report.md; the report is also the result's `report`. A panel is
+    reported judge by judge beside the panel, and its weights (each judge's accuracy) are
+    written to panel_weights.json for `cai judge --panel-weights`."""
+    panel = as_panel(judge)
 
     async def work(pair: GoldPair) -> dict[str, list[dict[str, Any]]]:
-        chosen_is_x = random.Random(f"{judge.settings.seed}:{pair.id}").random() < 0.5
+        chosen_is_x = random.Random(f"{panel.settings.seed}:{pair.id}").random() < 0.5
         x, y = (pair.chosen, pair.rejected) if chosen_is_x else (pair.rejected, pair.chosen)
-        c = (await judge.compare(pair.messages, x, y, pair.id)).to_dict()
+        c = (await panel.compare(pair.messages, x, y, pair.id)).to_dict()
         return {"judgements.jsonl": [{
             "id": pair.id, "prompt": messages_to_dicts(list(pair.messages)),
-            "human_x": int(chosen_is_x), "p_x": c["p_x"],
-            "x_length": len(x), "y_length": len(y), "judgements": c["judgements"]}]}
+            "human_x": int(chosen_is_x), "p_x": c["p_x"], "x_length": len(x),
+            "y_length": len(y), **{k: c[k] for k in ("judgements", "panel", "split") if k in c}}]}
 
-    config = {"judge": judge.client.spec, "judge_identity": judge.client.identity,
-              "template": judge.template,
-              "templates": judge.templates.hashes(judge.template, "_judge_data"),
-              "constitution": judge.constitution.provenance if judge.constitution else None,
-              "verdict_path": judge.verdict_path}
+    config = {**panel.provenance(), "template": panel.template,
+              "templates": panel.templates.hashes(panel.template, "_judge_data"),
+              "constitution": panel.constitution.provenance if panel.constitution else None,
+              "verdict_path": panel.verdict_path}
     report: dict[str, Any] = {}
+    spent_before = {c.spec: c.stats.copy() for c in panel.clients}
 
     def summarize(folder: Path) -> dict[str, Any]:
         from cai.reports.render import write
 
-        report.update(agreement_report(list(read_jsonl(folder / "judgements.jsonl")),
-                                       seed=judge.settings.seed),
-                      judge=judge.client.spec, config=config)
+        rows = list(read_jsonl(folder / "judgements.jsonl"))
+        seed = panel.settings.seed
+        report.update(agreement_report(rows, seed=seed), judge=config["judge"], config=config)
+        if panel.is_panel:
+            spent = {c.spec: c.stats.since(spent_before[c.spec]) for c in panel.clients}
+            report["panel"] = {
+                **(panel_figures([seats_of(r) for r in rows]) or {}),
+                "side_by_side": [{"judge": spec, **_figures(agreement_report(
+                    seat_rows(rows, k), seed=seed)), "requests": spent[spec].requests,
+                    "cost_usd": round(spent[spec].cost_usd, 6)}
+                    for k, spec in enumerate(config["judge"])]}
+            write_json(folder / "panel_weights.json", panel_weights(report, str(folder)))
         write(folder, "calibration", report)
         figures = {k: report[k] for k in SUMMARY_KEYS}
         return {**figures, "report": figures}
 
     result = await run_stage("eval-judge", pairs, work, out=out, files=FILES,
-                             clients=[judge.client], concurrency=concurrency, config=config,
+                             clients=panel.clients, concurrency=concurrency, config=config,
                              progress=progress, summarize=summarize, session=session)
     result.report = report or None
     return result
+
+
+def seat_rows(rows: Sequence[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """A panel's gold judgements as its k-th judge alone gave them."""
+    return [{**r, "p_x": r["panel"][k]["p_x"], "judgements": r["panel"][k]["judgements"]}
+            for r in rows]
+
+
+SIDE_BY_SIDE = ("judged", "coverage", "accuracy", "accuracy_ci95", "accuracy_judged", "kappa",
+                "position_flip_rate", "ece")
+
+
+def _figures(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: report[k] for k in SIDE_BY_SIDE}
+
+
+def panel_weights(report: dict[str, Any], source: str) -> dict[str, Any]:
+    """Each judge's weight in the panel: its accuracy against the people on the gold pairs
+    (a pair it did not decide counts as a coin flip), so that a judge that agrees with
+    people more counts more."""
+    return {"weights": {j["judge"]: j["accuracy"] for j in report["panel"]["side_by_side"]},
+            "by": "accuracy on the gold pairs", "source": source, "n": report["n"]}
 
 
 # ---------------------------------------------------------------- the statistics
@@ -151,7 +186,8 @@ def agreement_report(rows: Sequence[dict[str, Any]], *, seed: int = 0,
     overall = (sum(hits) + 0.5 * unjudged) / len(rows) if rows else None
     decided = [(int(pi > 0.5), yi) for pi, yi in zip(p, y, strict=True) if pi != 0.5]
     kappa = cohen_kappa(decided)
-    flips = [not j["agree"] for r in judged for j in r["judgements"] if j["agree"] is not None]
+    flips = [not j["agree"] for r in judged for j in judgements_of(r)
+             if j["agree"] is not None]
     longer_x = [(r, r["x_length"] > r["y_length"]) for r in judged
                 if r["x_length"] != r["y_length"] and r["p_x"] != 0.5]
     table = reliability(p, y, bins)

@@ -246,14 +246,17 @@ def warn_if_same_judge(evaluator: Evaluator, training: dict[str, Any] | None,
     Returns the report's note, if any."""
     if training is None:
         return None
-    known = training.get("identity")
-    if training.get("judge") != evaluator.client.spec and not (
-            known and same_model(known, evaluator.client.identity)):
+    match = next(((spec, known) for spec, known in _judges(training)
+                  if spec == evaluator.client.spec
+                  or (known and same_model(known, evaluator.client.identity))), None)
+    if match is None:
         return None
+    spec, known = match
+
     def main(hashes: dict[str, str]) -> set[str]:  # partials such as _judge_data are shared
         return {h for name, h in hashes.items() if not name.startswith("_")}
 
-    judge = training["judge"] + (f" ({known})" if known and known != training["judge"] else "")
+    judge = spec + (f" ({known})" if known and known != spec else "")
     what = "gave the reward this policy was trained on" if training.get("reward") else \
         "labelled this policy's training data"
     if main(evaluator.template_hashes()) & main(training.get("templates") or {}):
@@ -268,6 +271,15 @@ def warn_if_same_judge(evaluator: Evaluator, training: dict[str, Any] | None,
             f"templates ({judge} {what}): an independent model would be a better yardstick")
     warnings.warn(note, CaiWarning, stacklevel=2)
     return note
+
+
+def _judges(training: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(spec, identity) of the training judge, or of each judge of a training panel."""
+    specs, identities = training.get("judge"), training.get("identity")
+    if isinstance(specs, list):
+        known = identities if isinstance(identities, list) else [None] * len(specs)
+        return list(zip(specs, known, strict=False))
+    return [(str(specs), identities)]
 
 
 def training_judge(model: str | None, given: str | None, templates: Templates,

@@ -104,7 +104,7 @@ class LoopConfig(_Strict):
     # How trained checkpoints are loaded to generate: hf (transformers, CPU or GPU) or vllm.
     generation: Literal["hf", "vllm"] = "hf"
     critic: str = "local"
-    judge: str = "local"
+    judge: str | list[str] = "local"  # a list is a panel of judges
     evaluator: str = "local"
     constitution: str = "harmless"
     base_urls: list[str] = []  # OpenAI-compatible servers (vLLM, llama.cpp) for openai: specs
@@ -122,6 +122,11 @@ class LoopConfig(_Strict):
     budget: Budget = Field(default_factory=Budget)
     max_failed_fraction: FailedFraction = Field(default_factory=FailedFraction)
     seed: int = 0
+
+
+    @property
+    def judges(self) -> list[str]:
+        return [self.judge] if isinstance(self.judge, str) else list(self.judge)
 
 
 def read_loop_config(path: str | Path) -> tuple[LoopConfig, dict[str, Any]]:

@@ -140,6 +140,7 @@ def iteration_stages(run: Run, i: int, take_prompts: Callable[[], dict[str, Any]
     c, d = run.config, run.iter_dir(i)
     prompts, seed = str(d / "prompts.jsonl"), str(c.seed + i)
     policy = run.policy
+    judges = [a for spec in c.judges for a in ("--judge", spec)]  # several: a panel
     stages = [
         Stage(i, "prompts", d, action=take_prompts),
         Stage(i, "sample", d / "sample", [
@@ -150,16 +151,15 @@ def iteration_stages(run: Run, i: int, take_prompts: Callable[[], dict[str, Any]
             "--rounds", str(c.work.rounds), "--constitution", run.constitution, "--seed", seed,
             "--out", str(d / "revise")], budgeted=True),
         Stage(i, "judge", d / "judge", [
-            "judge", "--responses", str(d / "sample" / "responses.jsonl"), "--judge", c.judge,
+            "judge", "--responses", str(d / "sample" / "responses.jsonl"), *judges,
             "--constitution", run.constitution, "--seed", seed, "--min-margin",
             str(c.training.min_margin), "--out", str(d / "judge")], budgeted=True,
-            batch=batched(run, c.judge)),
+            batch=batched(run, *c.judges)),
     ]
     start = policy.split(":", 1)[1] if policy.startswith(("hf:", "vllm:")) else policy
     data = {"sft": ["--data", str(d / "revise/sft.jsonl")],
             "dpo": ["--data", str(d / "judge/prefs.jsonl")],
-            "grpo": ["--prompts", prompts, "--judge", c.judge, "--constitution",
-                     run.constitution]}
+            "grpo": ["--prompts", prompts, *judges, "--constitution", run.constitution]}
     for kind in c.training.method.split("+"):
         out = d / f"train-{kind}"
         argv = ["train", kind, *data[kind], "--model", start, "--out", str(out),

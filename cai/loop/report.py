@@ -149,7 +149,7 @@ def iteration_figures(folder: Path, i: int, events: list[dict[str, Any]]) -> dic
         "win_rate_vs_start": (vs_start or {}).get("win_rate"),
         "candidate": {k: ev.get(k) for k in METRICS}, "current": {k: ref.get(k) for k in METRICS},
         "judge": {"pairs": judge.get("pairs"), "flip_rate": judge.get("position_flip_rate"),
-                  "longer_won": judge.get("longer_won_share")},
+                  "longer_won": judge.get("longer_won_share"), "panel": judge.get("panel")},
         "data": {"prompts": _lines(d / "prompts.jsonl"), "sft": _lines(d / "revise/sft.jsonl"),
                  "pairs": _lines(d / "judge/prefs.jsonl"),
                  "low_margin": _lines(d / "judge/low_margin.jsonl")},

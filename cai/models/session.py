@@ -99,7 +99,12 @@ class Session:
 
 
 def dry_run_report(summary: dict[str, Any]) -> dict[str, Any]:
-    """What a dry run estimates a real run would send and spend."""
+    """What a dry run estimates a real run would send and spend; with several models (a
+    panel of judges), each model's share as well."""
+    models = summary.get("backends") or {}
+    by_model = {"by_model": {spec: {k: st[k] for k in ("requests", "tokens_in", "tokens_out",
+                                                      "cost_usd")}
+                             for spec, st in models.items()}} if len(models) > 1 else {}
     return {
         "dry_run": True,
         "items": summary["total"] - summary["already_done"],
@@ -107,6 +112,7 @@ def dry_run_report(summary: dict[str, Any]) -> dict[str, Any]:
         "tokens_in": summary["tokens_in"],
         "tokens_out": summary["tokens_out"],
         "cost_usd": summary["cost_usd"],
+        **by_model,
         "note": "outputs counted at their max_tokens bound; tokens estimated at 4 characters "
                 "each",
     }

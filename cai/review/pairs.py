@@ -53,6 +53,7 @@ class Pair:
     principles: tuple[str, ...]
     source: str
     unjudged: bool = False
+    split: bool = False  # the judges of a panel went different ways on it
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class PairRow(Row):
     pair_id: Id | None = Field(None, description=ID)
     id: Id | None = Field(None, description=ID)
     principles: list[str] | None = Field(None, description="a list of principle ids")
+    panel_split: bool | None = Field(None, description="true or false")
 
 
 def _pair(path: Path, line: int, record: dict[str, Any]) -> Pair | None:
@@ -133,17 +135,19 @@ def _pair(path: Path, line: int, record: dict[str, Any]) -> Pair | None:
         return None
     pid = r.pair_id or r.id or hashlib.sha256(json.dumps([prompt, x, y]).encode()).hexdigest()[:16]
     return Pair(pid, prompt, x, y, judge_x, tuple(r.principles or ()), f"{path.name}:{line}",
-                unjudged=path.name == "unjudged.jsonl")
+                unjudged=path.name == "unjudged.jsonl", split=bool(r.panel_split))
 
 
-def sample(pairs: list[Pair], n: int | None, seed: int,
-           unjudged_first: bool = False) -> list[Pair]:
+def sample(pairs: list[Pair], n: int | None, seed: int, unjudged_first: bool = False,
+           split_first: bool = False) -> list[Pair]:
     """The pairs to review, in a seeded order: the same for every reviewer with one seed.
     With `unjudged_first`, the pairs the judge could not decide come before the others (and
-    into a sample of N first): a person's label is worth most where the judge had none."""
+    into a sample of N first); with `split_first`, the pairs a panel of judges split on:
+    a person's label is worth most where the judges had none, or disagreed. (Both: the
+    unjudged, then the split, then the rest.)"""
     order = sorted(pairs, key=lambda p: hashlib.sha256(f"{seed}:{p.id}".encode()).digest())
-    if unjudged_first:
-        order.sort(key=lambda p: not p.unjudged)  # stable: the seeded order within each
+    # stable: the seeded order within each group
+    order.sort(key=lambda p: (unjudged_first and not p.unjudged, split_first and not p.split))
     return order[:n] if n else order
 
 

@@ -16,6 +16,15 @@ from cai.inputs import prompt_id
 from cai.records import assistant, conversation_of, read_jsonl, reply_text
 from cai.schema import ID, PROMPT, Id, Prompt, Reply, Row, checked_jsonl
 from cai.stages.judge import Comparison, Judge, PrincipleJudgement
+from cai.stages.panel import (
+    NO_VERDICT,
+    Panel,
+    PanelComparison,
+    as_panel,
+    judgements_of,
+    panel_figures,
+    seats_of,
+)
 from cai.stages.stage import StageResult, run_stage
 from cai.stages.verdict import margin
 
@@ -27,9 +36,10 @@ def pair_indices(n: int) -> list[tuple[int, int]]:
     return list(itertools.combinations(range(n), 2))
 
 
-def pair_record(base: dict[str, Any], x: str, y: str, comparison: Comparison,
-                length_ratio: float) -> dict[str, Any]:
-    """The TRL preference row for one judged pair, with its provenance beside it."""
+def pair_record(base: dict[str, Any], x: str, y: str,
+                comparison: Comparison | PanelComparison, length_ratio: float) -> dict[str, Any]:
+    """The TRL preference row for one judged pair, with its provenance beside it; for a
+    panel, each judge's say as well."""
     p_x = comparison.p_x
     if p_x is None:
         raise ValueError("an unjudged comparison makes no preference pair")
@@ -39,7 +49,7 @@ def pair_record(base: dict[str, Any], x: str, y: str, comparison: Comparison,
     judgements = comparison.judgements
     longer_chars = max(len(chosen), len(rejected))
     shorter_chars = max(1, min(len(chosen), len(rejected)))
-    return {
+    row = {
         **base,
         "chosen": assistant(chosen),
         "rejected": assistant(rejected),
@@ -54,6 +64,18 @@ def pair_record(base: dict[str, Any], x: str, y: str, comparison: Comparison,
         "length_flag": len(chosen) > len(rejected)
         and longer_chars / shorter_chars >= length_ratio,
     }
+    if isinstance(comparison, PanelComparison):
+        row["single_order"] = [{"judge": s.judge, **single_orders(j, x_wins)}
+                               for s in comparison.seats if s.comparison
+                               for j in s.comparison.judgements]
+        row["panel"] = [{"judge": s.judge, "judge_identity": s.identity, "weight": s.weight,
+                         "p_chosen": None if s.p_x is None
+                         else round(s.p_x if x_wins else 1 - s.p_x, 6),
+                         "orders_agree": [j.agree for j in s.comparison.judgements]
+                         if s.comparison else [],
+                         "left_out": s.left_out} for s in comparison.seats]
+        row["panel_split"] = comparison.split
+    return row
 
 
 def single_orders(j: PrincipleJudgement, x_wins: bool) -> dict[str, Any]:
@@ -67,6 +89,9 @@ def single_orders(j: PrincipleJudgement, x_wins: bool) -> dict[str, Any]:
         first = None if p_x_shown_second is None else 1 - p_x_shown_second
         second = None if p_x_shown_first is None else 1 - p_x_shown_first
     return {"principle": j.principle, "chosen_first": first, "chosen_second": second}
+
+
+Judged = tuple[tuple[int, int], Comparison | PanelComparison]
 
 
 @dataclass(frozen=True)
@@ -123,9 +148,9 @@ class PairSettings:
 FILES = ("prefs.jsonl", "low_margin.jsonl", "unjudged.jsonl", "comparisons.jsonl")
 
 
-async def judge_one(judge: Judge, item: Candidates, pairs: PairSettings) -> dict[str, list]:
+async def judge_one(judge: Panel, item: Candidates, pairs: PairSettings) -> dict[str, list]:
     """Judge one prompt's responses; return its records for each output file."""
-    comparisons: list[tuple[tuple[int, int], Comparison]] = []
+    comparisons: list[Judged] = []
     for i, j in pair_indices(len(item.responses)):
         if item.responses[i].strip() == item.responses[j].strip():
             continue  # identical responses are no preference
@@ -136,18 +161,19 @@ async def judge_one(judge: Judge, item: Candidates, pairs: PairSettings) -> dict
     if pairs.pairs == "best-worst" and len(item.responses) > 2:
         chosen_pairs = _best_worst(comparisons, len(item.responses))
     base = {"id": item.id, "prompt": messages_to_dicts(list(item.messages)),
-            "judge": judge.client.spec, "judge_identity": judge.client.identity,
+            **judge.provenance(),
             "constitution": judge.constitution.provenance if judge.constitution else None,
             "templates": judge.templates.hashes(judge.template, "_judge_data")}
     out: dict[str, list] = {name: [] for name in FILES}
     for (i, j), c in chosen_pairs:
         if c.p_x is None:
             # The two replies go with it, so that people can label what the judge could not.
-            out["unjudged.jsonl"].append({**base, "pair_id": f"{item.id}:{i}-{j}",
-                                          "pair": [i, j],
-                                          "replies": [item.responses[i], item.responses[j]],
-                                          "reason": "no principle had both orders parsed",
-                                          "judgements": c.to_dict()["judgements"]})
+            said = c.to_dict()
+            out["unjudged.jsonl"].append({
+                **base, "pair_id": f"{item.id}:{i}-{j}", "pair": [i, j],
+                "replies": [item.responses[i], item.responses[j]],
+                "reason": "no judge of the panel decided" if "panel" in said else NO_VERDICT,
+                **{k: said[k] for k in ("judgements", "panel") if k in said}})
             continue
         row = pair_record({**base, "pair_id": f"{item.id}:{i}-{j}"}, item.responses[i],
                           item.responses[j], c, pairs.length_ratio)
@@ -160,8 +186,7 @@ async def judge_one(judge: Judge, item: Candidates, pairs: PairSettings) -> dict
     return out
 
 
-def _best_worst(comparisons: list[tuple[tuple[int, int], Comparison]],
-                n: int) -> list[tuple[tuple[int, int], Comparison]]:
+def _best_worst(comparisons: list[Judged], n: int) -> list[Judged]:
     """Keep the comparison of the best- against the worst-scoring response, by mean P(win)."""
     wins: dict[int, list[float]] = {k: [] for k in range(n)}
     for (i, j), c in comparisons:
@@ -178,9 +203,10 @@ def _best_worst(comparisons: list[tuple[tuple[int, int], Comparison]],
 def judge_stats(out: Path) -> dict[str, Any]:
     """The judge's own figures over everything in `out`, resumed runs included."""
     orders = flips = agreements = unparsed = failed = 0
-    for record in read_jsonl(out / "comparisons.jsonl"):
-        for c in record["comparisons"]:
-            for j in c["judgements"]:
+    comparisons = [c for record in read_jsonl(out / "comparisons.jsonl")
+                   for c in record["comparisons"]]
+    for c in comparisons:
+        for j in judgements_of(c):
                 for order in (j["x_first"], j["x_second"]):
                     orders += 1
                     unparsed += order["status"] == "unparsed"
@@ -192,6 +218,7 @@ def judge_stats(out: Path) -> dict[str, Any]:
             for r in read_jsonl(out / name)]
     figures = pair_figures(rows)
     sourced = [r["agrees_with_source"] for r in rows if "agrees_with_source" in r]
+    panel = panel_figures([seats_of(c) for c in comparisons])
     return {
         "pairs": len(rows),
         "orders_judged": orders,
@@ -203,6 +230,7 @@ def judge_stats(out: Path) -> dict[str, Any]:
         "margin_histogram": {f"{k / 10:.1f}-{(k + 1) / 10:.1f}": n
                              for k, n in enumerate(figures["histogram"])},
         "agreement_with_source": round(sum(sourced) / len(sourced), 4) if sourced else None,
+        **({"panel": panel} if panel else {}),
     }
 
 
@@ -222,7 +250,7 @@ def pair_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def judge_file(items: list[Candidates], judge: Judge, out: Path, *,
+async def judge_file(items: list[Candidates], judge: Judge | Panel, out: Path, *,
                      pairs: PairSettings = PairSettings(), concurrency: int = 8,
                      progress: bool | None = None, session: Session | None = None,
                      calibration: dict[str, Any] | None = None) -> StageResult:
@@ -231,19 +259,19 @@ async def judge_file(items: list[Candidates], judge: Judge, out: Path, *,
     `calibration`: the judge's figures on human-labelled pairs, measured by the caller
     beforehand (`cai.evals.calibration.judge_gold`), kept in the summary.
     """
-    config = {"judge": judge.client.spec, "judge_identity": judge.client.identity,
-              "settings": asdict(judge.settings),
-              "pairs": asdict(pairs), "template": judge.template,
-              "templates": judge.templates.hashes(judge.template, "_judge_data"),
-              "verdict_path": judge.verdict_path,
-              "constitution": judge.constitution.provenance if judge.constitution else None}
+    panel = as_panel(judge)
+    config = {**panel.provenance(), "settings": asdict(panel.settings),
+              "pairs": asdict(pairs), "template": panel.template,
+              "templates": panel.templates.hashes(panel.template, "_judge_data"),
+              "verdict_path": panel.verdict_path,
+              "constitution": panel.constitution.provenance if panel.constitution else None}
 
     async def work(item: Candidates) -> dict[str, list]:
-        return await judge_one(judge, item, pairs)
+        return await judge_one(panel, item, pairs)
 
     def summarize(folder: Path) -> dict[str, Any]:
         return {"judge": judge_stats(folder), "calibration": calibration}
 
-    return await run_stage("judge", items, work, out=out, files=FILES, clients=[judge.client],
+    return await run_stage("judge", items, work, out=out, files=FILES, clients=panel.clients,
                            concurrency=concurrency, config=config, progress=progress,
                            summarize=summarize, session=session)
