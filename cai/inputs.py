@@ -14,7 +14,8 @@ from pydantic import Field, model_validator
 
 from cai.chat import Message
 from cai.errors import CaiError, InputError
-from cai.records import prompt_hash, read_text, text_lines
+from cai.chat import prompt_hash
+from cai.records.read import read_text, text_lines
 from cai.schema import (
     ID,
     MESSAGES,

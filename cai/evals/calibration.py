@@ -19,7 +19,8 @@ from pydantic import Field
 from cai.chat import Message, messages_to_dicts
 from cai.errors import InputError
 from cai.inputs import prompt_id
-from cai.records import conversation_of, read_jsonl, reply_text
+from cai.chat import conversation_of, reply_text
+from cai.records.read import read_jsonl
 from cai.schema import ID, PROMPT, Id, Prompt, Reply, Row, checked_jsonl
 from cai.stages.judge import Judge
 from cai.stages.stage import StageResult, run_stage

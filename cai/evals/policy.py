@@ -26,13 +26,9 @@ from cai.evals.suites import KINDS
 from cai.inputs import PromptItem, prompt_id
 from cai.models.client import Client
 from cai.models.session import Session
-from cai.records import (
-    conversation_of,
-    read_json,
-    read_jsonl,
-    reply_text,
-    write_jsonl,
-)
+from cai.chat import conversation_of, reply_text
+from cai.records.read import read_json, read_jsonl
+from cai.records.rewrite import write_jsonl
 from cai.schema import ID, PROMPT, TEXT, Id, Prompt, Reply, Row, checked_jsonl
 from cai.stages.sample import policy_messages
 from cai.stages.stage import StageResult, run_stage

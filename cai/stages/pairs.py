@@ -13,7 +13,8 @@ from pydantic import Field, model_validator
 from cai.chat import Message, messages_to_dicts
 from cai.errors import InputError
 from cai.inputs import prompt_id
-from cai.records import assistant, conversation_of, read_jsonl, reply_text
+from cai.chat import assistant, conversation_of, reply_text
+from cai.records.read import read_jsonl
 from cai.schema import ID, PROMPT, Id, Prompt, Reply, Row, checked_jsonl
 from cai.stages.judge import Comparison, Judge, PrincipleJudgement
 from cai.stages.stage import StageResult, run_stage

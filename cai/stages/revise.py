@@ -18,7 +18,7 @@ from cai.constitution import Constitution, Example, Principle
 from cai.errors import CaiError
 from cai.inputs import PromptItem, prompt_id
 from cai.models.client import Client
-from cai.records import assistant
+from cai.chat import assistant
 from cai.stages.stage import StageResult, run_stage
 from cai.templates import Templates
 

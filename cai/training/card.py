@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from cai.chat import Sampling, messages_from_dicts
-from cai.records import assistant, write_jsonl
+from cai.chat import assistant
+from cai.records.rewrite import write_jsonl
 
 
 def write_answers(out: Path, rows: list[dict[str, Any]], sampling: Sampling) -> int:

@@ -34,7 +34,8 @@ from cai.errors import CaiError
 from cai.evals.detectors import detect
 from cai.inputs import prompt_id
 from cai.models.budget import BudgetExhausted
-from cai.records import append_shared, reply_text
+from cai.chat import reply_text
+from cai.records.append import append_shared
 from cai.stages.judge import Judge, fenced, make_fence
 
 MODES = ("pairwise", "reference", "score")
