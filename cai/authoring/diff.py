@@ -14,10 +14,10 @@ import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cai.chat import reply_text
 from cai.constitution import Constitution, Principle
 from cai.errors import CaiError
 from cai.inputs import PromptItem
-from cai.chat import reply_text
 from cai.records.read import read_jsonl
 from cai.records.rewrite import write_jsonl
 

@@ -8,8 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cai.chat import Sampling, messages_from_dicts
-from cai.chat import assistant
+from cai.chat import Sampling, assistant, messages_from_dicts
 from cai.records.rewrite import write_jsonl
 
 
