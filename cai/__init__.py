@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from cai.models.client import Client
     from cai.models.registry import load_backend
     from cai.models.session import Session
-    from cai.records import read_jsonl
+    from cai.records.read import read_jsonl
     from cai.review.stats import review_stats
     from cai.stages.judge import Judge, JudgeSettings
     from cai.stages.pairs import PairSettings, read_candidates

@@ -6,6 +6,7 @@ Provider response objects never leave a backend; they are turned into these firs
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -26,6 +27,34 @@ def messages_from_dicts(items: list[dict[str, Any]]) -> list[Message]:
 
 def messages_to_dicts(messages: list[Message]) -> list[dict[str, str]]:
     return [m.to_dict() for m in messages]
+
+
+def assistant(text: str) -> list[dict[str, str]]:
+    """A reply in TRL's conversational form: `[{"role": "assistant", "content": text}]`."""
+    return [{"role": "assistant", "content": text}]
+
+
+def prompt_hash(prompt: Any) -> str:
+    """The sha256 of a prompt's content (TRL messages, or text): the same prompt, the same hash,
+    whatever the file order. Prompt ids are its first 16 characters."""
+    blob = json.dumps(prompt, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def conversation_of(prompt: Any) -> tuple[Message, ...]:
+    """A prompt given as text or as TRL's messages, as messages."""
+    if isinstance(prompt, str):
+        return (Message("user", prompt),)
+    return tuple(messages_from_dicts(prompt))
+
+
+def reply_text(value: Any) -> str:
+    """A response given as text or as TRL's conversational `[{"role": "assistant", ...}]`."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and isinstance(value[-1], dict):
+        return str(value[-1]["content"])
+    raise ValueError(f"a response must be text or a list of messages, not {value!r:.60}")
 
 
 @dataclass(frozen=True)

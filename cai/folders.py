@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from cai.errors import CaiError, InputError
-from cai.records import STATE_FIX, read_json, write_json
+from cai.records.read import STATE_FIX, read_json
+from cai.records.rewrite import write_json
 
 SETTINGS = "settings.json"  # beside each stage's settings, `made_by` says what made the folder
 MADE_BY = "made_by"

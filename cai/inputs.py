@@ -12,9 +12,9 @@ from typing import ClassVar, TypeVar
 
 from pydantic import Field, model_validator
 
-from cai.chat import Message
+from cai.chat import Message, prompt_hash
 from cai.errors import CaiError, InputError
-from cai.records import prompt_hash, read_text, text_lines
+from cai.records.read import read_text, text_lines
 from cai.schema import (
     ID,
     MESSAGES,

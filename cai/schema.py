@@ -22,7 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from typing_extensions import TypedDict
 
 from cai.errors import InputError
-from cai.records import MAX_LINE, numbered_jsonl, read_text
+from cai.records.read import MAX_LINE, numbered_jsonl, read_text
 
 
 class Message(TypedDict):

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from cai.errors import InputError, yaml_line
-from cai.records import read_text
+from cai.records.read import read_text
 
 MAX_BYTES = 1_000_000  # no constitution or config comes near; a larger file is a mistake
 MAX_DEPTH = 32  # levels of nesting; cai's own files use four

@@ -8,7 +8,7 @@ import pytest
 from cai.authoring.diff import changes, word_diff
 from cai.authoring.lint import lint
 from cai.constitution import parse_constitution
-from cai.records import read_jsonl
+from cai.records.read import read_jsonl
 from tests.helpers import ROOT, cai, needs_local, offline_page
 
 LINTME = """\

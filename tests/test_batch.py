@@ -21,7 +21,7 @@ from cai.chat import Completion, Usage
 from cai.errors import CaiError
 from cai.models import provider_batch as batch
 from cai.models.provider_batch import Limit, anthropic_outcome, openai_outcome, split
-from cai.records import read_jsonl
+from cai.records.read import read_jsonl
 from tests.helpers import cai as run_cai
 from tests.helpers import invoke
 from tests.stubs import stub_batches

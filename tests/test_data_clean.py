@@ -7,7 +7,7 @@ import pytest
 from cai.data.contamination import find_contaminated
 from cai.data.dedup import find_duplicates
 from cai.data.rows import Row, read_rows
-from cai.records import read_jsonl
+from cai.records.read import read_jsonl
 from tests.helpers import invoke
 
 LONG = ("The committee met on a grey Tuesday morning to review the budget for the coming year "

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cai.records import read_jsonl
+from cai.records.read import read_jsonl
 from tests.helpers import MINIMAL, cai, needs_local
 
 pytestmark = [needs_local, pytest.mark.slow]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cai.evals import detectors
-from cai.records import read_jsonl
+from cai.records.read import read_jsonl
 from tests.helpers import ROOT, cai, needs_local, offline_page
 
 ANSWERS = [
@@ -348,7 +348,7 @@ def test_undecided_comparisons_count_as_ties_and_coverage_says_how_many(tmp_path
     """As in `cai eval judge`: a comparison the evaluator could not decide counts 0.5, so the
     hard prompts stay in the win rate (dropping it gave 2/3 here)."""
     from cai.evals.policy import JUDGEMENTS, build_report
-    from cai.records import write_jsonl
+    from cai.records.rewrite import write_jsonl
 
     write_jsonl(tmp_path / JUDGEMENTS, [judgement(0, 1.0), judgement(1, 1.0),
                                         judgement(2, 0.0), judgement(3, None),

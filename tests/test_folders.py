@@ -9,7 +9,7 @@ import warnings
 import pytest
 
 from cai.errors import CaiWarning
-from cai.records import read_jsonl
+from cai.records.read import read_jsonl
 from tests.helpers import in_process
 
 FAKE = ["--model", "fake:echo", "--no-cache"]

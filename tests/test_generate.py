@@ -7,7 +7,7 @@ import pytest
 from cai.constitution import parse_constitution
 from cai.data.generate import collect, parse_prompts, plan
 from cai.inputs import read_prompts
-from cai.records import read_jsonl
+from cai.records.read import read_jsonl
 from tests.helpers import MINIMAL, cai, invoke, needs_local
 
 

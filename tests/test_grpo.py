@@ -12,7 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 from cai.inputs import read_prompts
-from cai.records import read_jsonl, write_jsonl
+from cai.records.read import read_jsonl
+from cai.records.rewrite import write_jsonl
 from cai.training.grpo import steps
 from cai.training.rewards import expected_score, pearson
 from tests.helpers import cai, needs_local, needs_train
@@ -231,7 +232,7 @@ def test_the_pairwise_reward_refuses_a_group_of_two_prompts(tmp_path):
 def test_processes_appending_at_once_leave_whole_lines(tmp_path):
     """completions.jsonl is written by every process of a launch at once."""
     log = tmp_path / "completions.jsonl"
-    script = ("import sys; from cai.records import append_shared\n"
+    script = ("import sys; from cai.records.append import append_shared\n"
               "for n in range(200):\n"
               "    append_shared(sys.argv[1], [{'process': sys.argv[2], 'n': n, "
               "'completion': sys.argv[2] * 20000}] * 2)\n")

@@ -10,7 +10,7 @@ import shlex
 import pytest
 import yaml
 
-from cai.records import write_json, write_jsonl
+from cai.records.rewrite import write_json, write_jsonl
 from cai.reports.render import md_block, md_code, md_text, render
 from tests.helpers import cai
 from tests.hostile import STRINGS, assert_inert, hostile, open_markdown, open_page

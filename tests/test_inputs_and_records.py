@@ -4,7 +4,9 @@ import pytest
 
 from cai.errors import InputError
 from cai.inputs import read_prompts
-from cai.records import JsonlWriter, done_ids, keep_ids, read_jsonl, repair
+from cai.records.append import JsonlWriter, repair
+from cai.records.read import done_ids, read_jsonl
+from cai.records.rewrite import keep_ids
 from tests.helpers import ROOT
 
 

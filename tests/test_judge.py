@@ -15,7 +15,7 @@ from cai.chat import Message, Sampling
 from cai.constitution import parse_constitution
 from cai.models.backends.openai import OpenAIBackend
 from cai.models.client import Client
-from cai.records import read_jsonl
+from cai.records.read import read_jsonl
 from cai.stages.judge import Judge, JudgeSettings, make_fence, render_judge
 from cai.stages.pairs import PairSettings, judge_file, read_candidates
 from cai.templates import Templates

@@ -21,7 +21,8 @@ import pytest
 
 from cai.loop.config import Gates
 from cai.loop.gates import apply_gates
-from cai.records import read_jsonl, write_json, write_jsonl
+from cai.records.read import read_jsonl
+from cai.records.rewrite import write_json, write_jsonl
 from tests.helpers import (
     ROOT,
     cache_linked_to,

@@ -122,7 +122,7 @@ def test_kill_9_while_training_under_accelerate_leaves_nothing_and_resumes(tmp_p
     """`accelerate launch` with two CPU processes (torchrun's workers, each in a session of
     its own) killed with the loop mid-training: nothing of the run is left within 10 s, and
     the rerun finishes with every record once."""
-    from cai.records import read_jsonl
+    from cai.records.read import read_jsonl
     from tests.helpers import children_of, lines, loop_cai, status, write_config
     from tests.stubs.stub_server import StubServer
 

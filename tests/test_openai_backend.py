@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from cai.records import read_jsonl
+from cai.records.read import read_jsonl
 from tests.helpers import cai, free_port, has, needs_local
 
 pytestmark = [pytest.mark.slow, needs_local,

@@ -15,7 +15,7 @@ import pytest
 from cai.constitution import parse_constitution
 from cai.models.backends.openai import OpenAIBackend
 from cai.models.client import Client
-from cai.records import read_jsonl
+from cai.records.read import read_jsonl
 from cai.review.pairs import Pair, read_pairs, sample
 from cai.stages.judge import Judge, JudgeSettings
 from cai.stages.pairs import judge_file, read_candidates

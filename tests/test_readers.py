@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from cai.errors import InputError
 from cai.inputs import read_prompts
-from cai.records import json_object
+from cai.records.read import json_object
 from cai.schema import numbered_csv
 from cai.yamlfile import MAX_DEPTH, parse_yaml
 
@@ -106,7 +106,8 @@ def test_a_good_file_reads_the_same_with_crlf_and_a_bom(tmp_path, rows, newline,
 @FILES
 def test_any_text_cai_writes_it_reads_back(tmp_path, texts):
     """Whatever a model says (U+2028, a form feed, a lone \\r), a file cai wrote reads back."""
-    from cai.records import JsonlWriter, read_jsonl
+    from cai.records.append import JsonlWriter
+    from cai.records.read import read_jsonl
 
     path = tmp_path / "r.jsonl"
     path.unlink(missing_ok=True)

@@ -7,7 +7,7 @@ import pytest
 
 from cai.constitution import parse_constitution
 from cai.data.report import build_report, distinct_n
-from cai.records import write_json, write_jsonl
+from cai.records.rewrite import write_json, write_jsonl
 from tests.helpers import MINIMAL, cai, invoke, offline_page
 
 PROMPTS = ["How do I boil an egg so the yolk stays soft?", "Write a haiku about the sea.",

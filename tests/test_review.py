@@ -10,7 +10,8 @@ import urllib.request
 
 import pytest
 
-from cai.records import read_jsonl, write_jsonl
+from cai.records.read import read_jsonl
+from cai.records.rewrite import write_jsonl
 from cai.review.pairs import append
 from cai.review.stats import review_stats
 from cai.stats import wilson

@@ -10,7 +10,7 @@ from cai.errors import CaiError
 from cai.inputs import read_prompts
 from cai.models.backends.fake import FakeBackend
 from cai.models.client import Client
-from cai.records import read_jsonl
+from cai.records.read import read_jsonl
 from cai.stages.revise import Reviser, revise
 from cai.templates import Templates
 from tests.helpers import MINIMAL

@@ -18,7 +18,7 @@ from cai.models.backends.openai import OpenAIBackend
 from cai.models.budget import Budget
 from cai.models.cache import ResponseCache
 from cai.models.client import Client, Limits
-from cai.records import read_jsonl
+from cai.records.read import read_jsonl
 from cai.stages.sample import sample
 from cai.templates import Templates
 from tests.stubs.stub_server import StubServer, fill_reply

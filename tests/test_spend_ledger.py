@@ -116,7 +116,7 @@ def test_the_loop_reads_a_trainers_stop_and_its_spend_from_the_ledger(tmp_path):
     import yaml
 
     from cai.loop.run import Loop
-    from cai.records import write_json
+    from cai.records.rewrite import write_json
     from tests.helpers import ROOT
 
     config = tmp_path / "c.yaml"

@@ -14,10 +14,12 @@ import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cai.chat import reply_text
 from cai.constitution import Constitution, Principle
 from cai.errors import CaiError
 from cai.inputs import PromptItem
-from cai.records import read_jsonl, reply_text, write_jsonl
+from cai.records.read import read_jsonl
+from cai.records.rewrite import write_jsonl
 
 if TYPE_CHECKING:
     from cai.models.session import Session

@@ -26,7 +26,8 @@ from cai.data.dedup import find_duplicates
 from cai.data.rows import Row
 from cai.errors import CaiError
 from cai.evals.calibration import GoldPair
-from cai.records import read_jsonl, write_json
+from cai.records.read import read_jsonl
+from cai.records.rewrite import write_json
 from cai.stages.judge import Judge, JudgeSettings, fenced, make_fence
 from cai.stages.stage import run_stage
 

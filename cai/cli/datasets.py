@@ -101,7 +101,7 @@ def dedup(source: str, out: str, threshold: float, field: str) -> None:
     """Remove exact and near-duplicate rows, keeping the first of each."""
     from cai.data.dedup import find_duplicates
     from cai.data.rows import read_rows
-    from cai.records import write_jsonl_files
+    from cai.records.rewrite import write_jsonl_files
 
     rows = read_rows(source, field)
     found = find_duplicates(rows, threshold)
@@ -131,7 +131,7 @@ def decontaminate(source: str, against: tuple[str, ...], out: str, ngram: int,
     """Remove rows that overlap an evaluation set."""
     from cai.data.contamination import find_contaminated
     from cai.data.rows import read_rows
-    from cai.records import write_jsonl_files
+    from cai.records.rewrite import write_jsonl_files
 
     rows = read_rows(source, field)
     evaluation = [r for path in against for r in read_rows(path, field)]  # all read first
@@ -155,7 +155,7 @@ def decontaminate(source: str, against: tuple[str, ...], out: str, ngram: int,
 def mix(parts: tuple[str, ...], n: int, out: str, seed: int, field: str) -> None:
     """Mix files by ratio, FILE:RATIO ... (the ratios add up to 1); each row names its source."""
     from cai.data.mix import mix as mix_rows
-    from cai.records import write_jsonl
+    from cai.records.rewrite import write_jsonl
 
     rows = mix_rows(parts, n, seed, field)
     write_jsonl(Path(out), rows)

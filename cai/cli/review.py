@@ -66,7 +66,7 @@ def _questions(path: str, given: str | None) -> tuple[dict[str, str], str]:
     """The judge question of each principle, and the generic one."""
     from cai.constitution import load_constitution
     from cai.paths import resolve_constitution
-    from cai.records import numbered_jsonl
+    from cai.records.read import numbered_jsonl
     from cai.review.pairs import paths
     from cai.templates import Templates
 

@@ -27,7 +27,8 @@ from cai.data.rows import Row
 from cai.errors import CaiError
 from cai.inputs import prompt_id
 from cai.models.client import Client
-from cai.records import read_jsonl, read_text, write_json, write_jsonl
+from cai.records.read import read_jsonl, read_text
+from cai.records.rewrite import write_json, write_jsonl
 from cai.stages.stage import SUMMARY, StageResult, run_stage
 from cai.templates import Templates
 

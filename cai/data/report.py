@@ -26,12 +26,13 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from cai.chat import reply_text
 from cai.constitution import Constitution
 from cai.data.dedup import find_duplicates
 from cai.data.rows import Row
 from cai.errors import CaiError, InputError
 from cai.folders import MADE_BY, read_settings
-from cai.records import numbered_jsonl, reply_text
+from cai.records.read import numbered_jsonl
 from cai.schema import PROMPT, Prompt, Reply, check_row, checked_jsonl
 from cai.schema import Row as Schema
 from cai.stages.pairs import pair_figures

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cai.errors import InputError
-from cai.records import numbered_jsonl, read_text, text_lines
+from cai.records.read import numbered_jsonl, read_text, text_lines
 from cai.schema import ID, PROMPT, kind, numbered_csv
 
 

@@ -10,7 +10,8 @@ from typing import Any
 from cai.errors import CaiError, InputError
 from cai.folders import SETTINGS, refuse_nonempty
 from cai.inputs import in_shard, parse_shard
-from cai.records import read_json, read_jsonl, write_json, write_jsonl
+from cai.records.read import read_json, read_jsonl
+from cai.records.rewrite import write_json, write_jsonl
 
 SHARD = "shard.json"  # what a sharded run leaves in its folder: its K and N
 

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from cai.chat import Message, messages_to_dicts
+from cai.chat import Message, conversation_of, messages_to_dicts, reply_text
 from cai.errors import InputError
 from cai.inputs import prompt_id
-from cai.records import conversation_of, read_jsonl, reply_text, write_json
+from cai.records.read import read_jsonl
+from cai.records.rewrite import write_json
 from cai.schema import ID, PROMPT, Id, Prompt, Reply, Row, checked_jsonl
 from cai.stages.judge import Judge
 from cai.stages.panel import Panel, as_panel, judgements_of, panel_figures, seats_of

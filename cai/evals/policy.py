@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from cai.chat import Message, messages_to_dicts, step_seed
+from cai.chat import Message, conversation_of, messages_to_dicts, reply_text, step_seed
 from cai.errors import CaiError, CaiWarning, InputError
 from cai.evals import detectors, metrics
 from cai.evals.evaluator import Evaluator
@@ -26,13 +26,8 @@ from cai.evals.suites import KINDS
 from cai.inputs import PromptItem, prompt_id
 from cai.models.client import Client
 from cai.models.session import Session
-from cai.records import (
-    conversation_of,
-    read_json,
-    read_jsonl,
-    reply_text,
-    write_jsonl,
-)
+from cai.records.read import read_json, read_jsonl
+from cai.records.rewrite import write_jsonl
 from cai.schema import ID, PROMPT, TEXT, Id, Prompt, Reply, Row, checked_jsonl
 from cai.stages.sample import policy_messages
 from cai.stages.stage import StageResult, run_stage

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cai.errors import CaiError
-from cai.records import read_jsonl
+from cai.records.read import read_jsonl
 from cai.redact import redact_all
 
 LOCK = "loop.lock"

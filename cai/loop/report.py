@@ -15,7 +15,7 @@ from typing import Any
 from cai.errors import CaiError
 from cai.loop.history import ENDED, LOCK, spending
 from cai.loop.processes import marked
-from cai.records import read_json, read_jsonl
+from cai.records.read import read_json, read_jsonl
 
 LOOP_FIX = "rerun the same `cai loop` command, or start a new run with another --out"
 

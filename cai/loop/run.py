@@ -45,7 +45,8 @@ from cai.loop.processes import (
 )
 from cai.loop.report import LOOP_FIX, resume_command, running
 from cai.models.budget import LEDGER, LEDGER_STAGE, parse_deadline
-from cai.records import read_json, read_jsonl, write_json, write_jsonl
+from cai.records.read import read_json, read_jsonl
+from cai.records.rewrite import write_json, write_jsonl
 from cai.redact import redact_all, redact_urls
 
 HISTORY, LOG, RUN_FILE = "history.jsonl", "loop.log", "run.json"

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from cai.errors import CaiError, InputError
 from cai.models.registry import parse_spec
-from cai.records import append_shared, read_text
+from cai.records.append import append_shared
+from cai.records.read import read_text
 from cai.yamlfile import read_yaml
 
 # model name -> (input, output) USD per 1M tokens; a prefix matches dated versions too.

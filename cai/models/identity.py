@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cai.paths import cache_dir
-from cai.records import write_json
+from cai.records.rewrite import write_json
 
 # The files of a checkpoint folder that decide what it answers.
 CHECKPOINT_FILES = ("*.json", "*.safetensors", "*.bin", "*.model", "*.gguf", "*.txt")

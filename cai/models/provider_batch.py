@@ -33,7 +33,8 @@ from cai.models.backends.openai import chat_completion, request_body
 from cai.models.budget import record_spend
 from cai.models.cache import ResponseCache
 from cai.models.client import Client
-from cai.records import read_json, write_json
+from cai.records.read import read_json
+from cai.records.rewrite import write_json
 from cai.redact import HIDDEN, redact_urls
 
 STATE = "batches.json"

@@ -27,7 +27,7 @@ import jinja2
 from markupsafe import Markup
 
 from cai.errors import CaiWarning
-from cai.records import write_json
+from cai.records.rewrite import write_json
 
 VIEWS = Path(__file__).parent
 # What Markdown would read as markup in running text: HTML tags and entities (escaped as

@@ -20,8 +20,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from cai.chat import reply_text
 from cai.errors import CaiError, InputError
-from cai.records import numbered_jsonl, reply_text
+from cai.records.read import numbered_jsonl
 from cai.schema import (
     ID,
     PROMPT,

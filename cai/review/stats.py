@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cai.records import assistant, write_json, write_jsonl
+from cai.chat import assistant
+from cai.records.rewrite import write_json, write_jsonl
 from cai.review.pairs import Pair, labels, paths, preferred, read_pairs
 from cai.stats import cohen_kappa, wilson
 

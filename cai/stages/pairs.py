@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from cai.chat import Message, messages_to_dicts
+from cai.chat import Message, assistant, conversation_of, messages_to_dicts, reply_text
 from cai.errors import InputError
 from cai.inputs import prompt_id
-from cai.records import assistant, conversation_of, read_jsonl, reply_text
+from cai.records.read import read_jsonl
 from cai.schema import ID, PROMPT, Id, Prompt, Reply, Row, checked_jsonl
 from cai.stages.judge import Comparison, Judge, PrincipleJudgement
 from cai.stages.panel import (

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cai.chat import Completion, Message, Sampling, messages_to_dicts, step_seed
+from cai.chat import Completion, Message, Sampling, assistant, messages_to_dicts, step_seed
 from cai.constitution import Constitution, Example, Principle
 from cai.errors import CaiError
 from cai.inputs import PromptItem, prompt_id
 from cai.models.client import Client
-from cai.records import assistant
 from cai.stages.stage import StageResult, run_stage
 from cai.templates import Templates
 

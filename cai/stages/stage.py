@@ -37,7 +37,9 @@ from cai.errors import BackendError, CaiError
 from cai.folders import SETTINGS, read_settings
 from cai.models.budget import BudgetExhausted
 from cai.models.client import Client, Deferred
-from cai.records import JsonlWriter, done_ids, keep_ids, write_json
+from cai.records.append import JsonlWriter
+from cai.records.read import done_ids
+from cai.records.rewrite import keep_ids, write_json
 
 if TYPE_CHECKING:
     from cai.models.session import Session

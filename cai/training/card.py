@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cai.chat import Sampling, messages_from_dicts
-from cai.records import assistant, write_jsonl
+from cai.chat import Sampling, assistant, messages_from_dicts
+from cai.records.rewrite import write_jsonl
 
 
 def write_answers(out: Path, rows: list[dict[str, Any]], sampling: Sampling) -> int:

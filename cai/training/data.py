@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from cai.chat import prompt_hash
 from cai.errors import CaiError
-from cai.records import prompt_hash
 from cai.schema import PROMPT, Probability, Prompt, Reply, Row, checked_jsonl
 
 COLUMNS = {"sft": ("prompt", "completion"), "dpo": ("prompt", "chosen", "rejected"),

@@ -96,7 +96,7 @@ async def estimate(reward: JudgeReward, rows: list[dict[str, Any]], args: Any) -
     out, as training leaves them)."""
     import math
 
-    from cai.records import assistant
+    from cai.chat import assistant
 
     g, length = reward.num_generations, reward.max_completion_length
     per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps
@@ -124,7 +124,9 @@ async def estimate(reward: JudgeReward, rows: list[dict[str, Any]], args: Any) -
 def completions_log(out: Path, resumed: str | None) -> Path:
     """`completions.jsonl`, where the reward appends every completion it judged (from every
     process): emptied for a new run, cut back to the checkpoint's steps for a resumed one."""
-    from cai.records import read_jsonl, repair, write_jsonl
+    from cai.records.append import repair
+    from cai.records.read import read_jsonl
+    from cai.records.rewrite import write_jsonl
 
     log = out / "completions.jsonl"
     if log.exists():

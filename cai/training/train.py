@@ -23,7 +23,7 @@ from cai.chat import Sampling
 from cai.errors import CaiError
 from cai.models import checkpoints
 from cai.models.embedded import LOCAL_SAMPLING
-from cai.records import write_json, write_jsonl
+from cai.records.rewrite import write_json, write_jsonl
 from cai.training import card
 from cai.training.config import lora_config, read_config, trl_args
 from cai.training.data import Split, prompt_key, read_rows, split_heldout, to_dataset
