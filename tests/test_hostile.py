@@ -127,6 +127,13 @@ def test_the_loops_morning_report(tmp_path, browser):
                "evaluator_note": STRINGS[5]}
     write_json(run / "eval-start" / "report.json", figures)
     write_json(run / "iter-01" / "eval" / "report.json", figures)
+    judges = [hostile(11), "local"]  # a panel of judges, one named by hostile text
+    write_json(run / "iter-01" / "judge" / "summary.json", {"judge": {
+        "pairs": 2, "position_flip_rate": 0.5, "longer_won_share": 0.5, "panel": {
+            "judges": judges, "comparisons": 2, "split": 1, "decided_by_all": 2,
+            "fleiss_kappa": 0.0, "pairwise_agreement": [],
+            "per_judge": [{"judge": j, "decided": 2, "left_out": 0, "position_flip_rate": 0.5,
+                           "against_majority": None} for j in judges]}}})
     write_jsonl(run / "history.jsonl", [
         {"event": "begin", "iterations": 2, "policy": f"hf:{STRINGS[1]}",
          "config": f"{STRINGS[7]}.yaml"},
@@ -142,7 +149,7 @@ def test_the_loops_morning_report(tmp_path, browser):
         {"event": "end", "finished": False, "reason": STRINGS[0]}])
     write_loop_report(run, live=False)
     resume = shlex.join(["cai", "loop", f"{STRINGS[7]}.yaml", "--out"])  # quoted: pasteable
-    shown = [STRINGS[i] for i in (0, 2, 3, 4, 5, 6)] + [resume]
+    shown = [STRINGS[i] for i in (0, 2, 3, 4, 5, 6)] + [resume, judges[0]]
     both_views(browser, run, "report.md", shown, tmp_path)
 
 

@@ -350,6 +350,20 @@ def test_grpo_as_the_training_method_trains_on_the_prompts_with_the_judge(tmp_pa
         f"hf:{tmp_path / 'run/iter-01/train-grpo'}"
 
 
+def test_a_panel_of_judges_in_the_config_judges_and_rewards_as_a_panel(tmp_path):
+    from cai.loop.config import read_loop_config
+    from cai.loop.plan import Run, iteration_stages
+
+    config, _ = read_loop_config(write_config(tmp_path / "c.yaml", training={
+        "method": "grpo"}, judge=["openai:judge-a", "local"]))
+    run = Run(tmp_path / "run", config, tmp_path, policy="local")
+    stages = {s.name: s for s in iteration_stages(run, 1, dict, dict)}
+    for name in ("judge", "train-grpo"):
+        argv = stages[name].argv
+        judges = [argv[k + 1] for k, a in enumerate(argv) if a == "--judge"]
+        assert judges == ["openai:judge-a", "local"], name
+
+
 def test_the_report_shows_what_each_training_stage_says_of_itself(tmp_path):
     from cai.loop.report import training_figures
 

@@ -289,3 +289,14 @@ def test_a_panel_of_the_embedded_model_and_a_server_from_calibration_to_weighted
     cai("report", tmp_path / "j", check=True)
     card = json.loads((tmp_path / "j" / "report.json").read_text())
     assert card["calibration"]["panel"]["comparisons"] == 2
+
+
+def test_a_dry_run_estimates_each_judge_of_the_panel(tmp_path):
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("".join(json.dumps(r) + "\n" for r in GOLD))
+    done = cai("eval", "judge", "--data", gold, "--out", tmp_path / "cal", "--judge",
+               "fake:fixed:A", "--judge", "fake:fixed:B", "--dry-run", check=True)
+    estimate = json.loads(done.stdout)
+    assert set(estimate["by_model"]) == {"fake:fixed:A", "fake:fixed:B"}
+    assert [m["requests"] for m in estimate["by_model"].values()] == [8, 8]  # 4 pairs, 2 orders
+    assert estimate["requests"] == 16 and not (tmp_path / "cal").exists()

@@ -282,11 +282,11 @@ def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
     result = run_and_report(session, judge_gold(gold, j, Path(out),
                                            concurrency=session.limits.concurrency,
                                            session=session))
-    if result.report:
+    if result.report and not session.dry_run:  # a dry run's verdicts are no measurement
         from cai.reports.render import render
 
         console.print(render("calibration.md.j2", r=result.report) + "\n", markup=False,
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
         if "panel" in result.report:
             console.print(f"panel weights (each judge's accuracy) -> "
                           f"{Path(out) / 'panel_weights.json'}", highlight=False, markup=False)
