@@ -133,3 +133,10 @@ def test_the_card_lists_the_commands_that_fed_the_folder(tmp_path):
     assert f"```shell\n{revise}\n{judge}\n```" in card
     assert json.loads((tmp_path / "b" / "report.json").read_text())["provenance"][
         "commands"] == [revise, judge]
+
+
+def test_a_category_with_a_line_break_is_one_tick_label():
+    from cai.reports.policy import _label
+
+    assert _label("self\nharm") == "self harm"
+    assert _label("x" * 50) == "x" * 39 + "…"

@@ -37,12 +37,19 @@ def refusal_by_category(report: dict[str, Any]) -> str:
         ref = report["reference"]["by_category"]
         ax.barh([y - 0.2 for y in ys], [share(ref, c) for c in cats], 0.4,
                 label="reference", color="#c98b2b")
-    ax.set_yticks(list(ys), cats)
+    ax.set_yticks(list(ys), [_label(c) for c in cats])
     ax.set_xlim(0, 1)
     ax.set_xlabel("answers refused, in full or part")
     ax.invert_yaxis()
     ax.legend(loc="lower right", frameon=False)
     return svg(fig)
+
+
+def _label(category: str, width: int = 40) -> str:
+    """A category as one line a tick label can hold: a line break in a suite's category
+    would draw over its neighbour's label."""
+    text = " ".join(category.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def length_distributions(report: dict[str, Any]) -> str:
