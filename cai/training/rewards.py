@@ -36,6 +36,7 @@ from cai.inputs import prompt_id
 from cai.models.budget import BudgetExhausted
 from cai.records.append import append_shared
 from cai.stages.judge import Judge, fenced, make_fence
+from cai.stages.panel import Panel, as_panel
 
 MODES = ("pairwise", "reference", "score")
 SCORES = tuple(str(n) for n in range(1, 11))
@@ -81,7 +82,7 @@ class JudgeReward:
     one place where cai code runs under a loop that the CLI did not start. The client's
     asyncio objects are made on first use, so they belong to that loop."""
 
-    judge: Judge
+    judge: Judge | Panel  # a panel's reward is the (weighted) mean of its judges'
     mode: str = "pairwise"
     num_generations: int = 2
     length_penalty: float = 0.0  # subtracted per completion token, over max_completion_length
@@ -162,28 +163,42 @@ class JudgeReward:
         flips = [not j.agree for c in results for j in c.judgements if j.agree is not None]
         return [0.5 if c.p_x is None else c.p_x for c in results], flips
 
+    @property
+    def clients(self) -> list[Any]:
+        return as_panel(self.judge).clients
+
     async def _score(self, prompts: list[Any], texts: list[str]) -> list[float]:
         import asyncio
 
-        async def one(prompt: Any, text: str) -> float:
+        panel = as_panel(self.judge)
+
+        async def scored(judge: Judge, prompt: Any, text: str) -> float | None:
             conversation = _conversation(prompt)
             key = _key(conversation, text, "")
-            [principle] = self.judge.principles_for(key)[:1] or [None]
-            fence = make_fence(f"{self.judge.settings.seed}:{key}")
+            [principle] = judge.principles_for(key)[:1] or [None]
+            fence = make_fence(f"{judge.settings.seed}:{key}")
             question = principle.judge if principle and principle.judge else \
-                self.judge.templates.render("judge_question")
-            message = self.judge.templates.render(
+                judge.templates.render("judge_question")
+            message = judge.templates.render(
                 "judge_score", conversation=[Message(m.role, fenced(m.content, fence))
                                              for m in conversation if m.role != "system"],
                 response=fenced(text, fence), question=question, fence=fence)
-            client = self.judge.client
-            sampling = client.sampling(temperature=0.0, seed=self.judge.settings.seed,
+            client = judge.client
+            sampling = client.sampling(temperature=0.0, seed=judge.settings.seed,
                                        repeat_penalty=None, max_tokens=4,
                                        top_logprobs=client.max_top_logprobs
                                        if client.supports_logprobs else 0)
             completion = await client.complete([Message("user", message)], sampling)
             score = expected_score(completion, self.text_fallback)
-            return 0.5 if score is None else (score - 1) / 9
+            return None if score is None else (score - 1) / 9
+
+        async def one(prompt: Any, text: str) -> float:
+            # Each judge of a panel scores; the mean (weighted) of those that gave a score.
+            scores = await asyncio.gather(*(scored(j, prompt, text) for j in panel.judges))
+            given = [(w, s) for w, s in zip(panel.weights, scores, strict=True)
+                     if s is not None]
+            total = sum(w for w, _ in given)
+            return sum(w * s for w, s in given) / total if given and total > 0 else 0.5
 
         return list(await asyncio.gather(*(one(p, t) for p, t in zip(prompts, texts,
                                                                       strict=True))))
