@@ -399,3 +399,23 @@ def test_a_dry_run_writes_nothing_and_counts_the_evaluators_requests(answered, a
                     "eval-answer-reference": 8, "eval-grade": 8 + 2 + 16,
                     "eval-grade-reference": 8 + 2}
     assert estimate == {**sent, "total": sum(sent.values())}
+
+
+def test_the_guard_checks_every_judge_of_a_training_panel():
+    """Pairs a panel labelled name each judge (lists of specs and identities): an evaluator
+    that is any one of them is the training judge."""
+    from cai.errors import CaiWarning
+    from cai.evals.evaluator import Evaluator
+    from cai.evals.policy import warn_if_same_judge
+    from cai.models.session import Session
+    from cai.templates import Templates
+
+    session, templates = Session(use_cache=False), Templates()
+    member = session.client("fake:fixed:A", logprobs=True)
+    panel = {"judge": ["openai:judge-a", "fake:fixed:A"],
+             "identity": ["openai:judge-a", member.identity], "templates": {}}
+    with pytest.warns(CaiWarning, match="also the training judge"):
+        note = warn_if_same_judge(Evaluator(member, templates, 0), panel, allow=False)
+    assert note and "fake:fixed:A" in note and "openai:judge-a" not in note
+    outsider = Evaluator(session.client("fake:fixed:B", logprobs=True), templates, 0)
+    assert warn_if_same_judge(outsider, panel, allow=False) is None
