@@ -147,15 +147,15 @@ def train_phase(kind: str, model: Any, tokenizer: Any, size: dict[str, int], out
     settings, note = profile_settings(profile)
     scale = PROFILES[profile]["batch_scale"]
     key = {"sft": "batch", "dpo": "dpo_batch", "grpo": "grpo_batch"}[kind]
+    method = methods()[kind]
     steps = size["grpo_steps" if kind == "grpo" else "steps"]
     batch = size[key] * scale
     config = TrainConfig(trl={"max_steps": steps, "per_device_train_batch_size": batch,
                               "disable_tqdm": True, **settings, **(extra or {})})
-    args, trl_settings = trl_args(kind, out / f"{profile}-{kind}", False, config)
+    args, trl_settings = trl_args(method, out / f"{profile}-{kind}", False, config)
     rows = synthetic_rows(kind, batch * steps, size, seed=len(kind))
     timer = step_timer(size["grpo_warmup" if kind == "grpo" else "warmup"])
-    trainer = make_trainer(kind, model, tokenizer, Split(rows, []), args, None, [timer],
-                           reward=length_reward if kind == "grpo" else None)
+    trainer = make_trainer(method, model, tokenizer, Split(rows, []), args, None, [timer])
     info = {"batch": batch, "steps": steps, "note": note,
             "settings": {k: v for k, v in trl_settings.items() if k != "output_dir"}}
     return trainer, timer, info
@@ -164,6 +164,20 @@ def train_phase(kind: str, model: Any, tokenizer: Any, size: dict[str, int], out
 def length_reward(completions: list[str], **_: Any) -> list[float]:
     """GRPO's reward here: cheap and varied, so that the figures are the trainer's own."""
     return [float(len(c)) for c in completions]
+
+
+def methods() -> dict[str, Any]:
+    """cai's methods as `cai train` runs them; GRPO's reward is `length_reward`, not a judge."""
+    from cai.training.dpo import DPO
+    from cai.training.grpo import GRPO, RewardSettings
+    from cai.training.sft import SFT
+
+    class LengthRewardGRPO(GRPO):
+        def judge_reward(self, args: Any) -> Any:
+            return length_reward
+
+    return {"sft": SFT(), "dpo": DPO(),
+            "grpo": LengthRewardGRPO(RewardSettings(), session=None, templates=None, prompts=[])}
 
 
 def memory_and_losses(trainer: Any, started: float) -> dict[str, Any]:

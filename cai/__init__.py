@@ -2,11 +2,11 @@
 
 The pipeline in a few names, imported on first use, so that `import cai` loads no model
 library: load_constitution, Session (its `client(spec)` makes a model client), Reviser and
-revise, sample, Judge, Panel (of judges) and judge, eval_judge, train; make_prompts and
-build_report (data); run_loop; review_stats; lint, diff_constitutions and induce
-(authoring). The stage functions are async and write the same files as their commands.
-examples/python_api.py runs revise -> judge end to end; JudgeReward is cai's judge as a
-reward for TRL's GRPOTrainer.
+revise, sample, Judge, Panel (of judges) and judge, eval_judge, train (by SFT, DPO,
+RewardModel or GRPO); make_prompts and build_report (data); run_loop; review_stats; lint,
+diff_constitutions and induce (authoring). The stage functions are async and write the same
+files as their commands. examples/python_api.py runs revise -> judge end to end; JudgeReward
+is cai's judge as a reward for TRL's GRPOTrainer.
 """
 
 from __future__ import annotations
@@ -70,5 +70,9 @@ if TYPE_CHECKING:
     from cai.stages.revise import Reviser, revise, try_prompt
     from cai.stages.sample import sample
     from cai.templates import Templates
+    from cai.training.dpo import DPO
+    from cai.training.grpo import GRPO
+    from cai.training.reward import RewardModel
     from cai.training.rewards import JudgeReward
+    from cai.training.sft import SFT
     from cai.training.train import train

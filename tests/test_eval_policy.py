@@ -218,7 +218,7 @@ def test_the_guard_knows_grpos_reward_judge(tmp_path):
     from cai.models.session import Session
     from cai.templates import Templates
     from cai.training.card import file_info
-    from cai.training.grpo import GrpoRun, RewardSettings, make_reward, read_prompt_rows
+    from cai.training.grpo import RewardSettings, make_reward, read_prompt_rows, reward_summary
 
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "Name a colour."}\n')
@@ -229,7 +229,7 @@ def test_the_guard_knows_grpos_reward_judge(tmp_path):
     policy.mkdir()
     (policy / "train_summary.json").write_text(json.dumps({
         "kind": "grpo", "data": [file_info(prompts)],
-        "grpo": GrpoRun(settings, session, templates, rows).summary(reward, [])}))
+        "grpo": reward_summary(settings, reward, [])}))
     answers = answered_by(tmp_path / "a.jsonl", f"hf:{policy}")
     args = ["eval", "policy", "--responses", answers, "--reference-responses", answers,
             "--evaluator", "fake:fixed:A"]

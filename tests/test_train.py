@@ -81,6 +81,7 @@ def test_heldout_split_is_by_prompt_deterministic_and_disjoint():
 
 @needs_train
 def test_config_errors_name_the_file_line_and_key(tmp_path):
+    from cai.training.sft import SFT
     from cai.training.train import train
 
     data = write_jsonl(tmp_path / "sft.jsonl", sft_rows(3))
@@ -92,7 +93,7 @@ def test_config_errors_name_the_file_line_and_key(tmp_path):
         config = tmp_path / "train.yaml"
         config.write_text(text, encoding="utf-8")
         with pytest.raises(InputError) as e:
-            train("sft", [data], "local", tmp_path / "out", lora=True, config=config)
+            train(SFT(), [data], "local", tmp_path / "out", lora=True, config=config)
         assert str(config) in str(e.value)
         assert all(part in str(e.value) for part in expected), str(e.value)
 
@@ -107,14 +108,15 @@ def test_checkpointing_chosen_in_the_file_stands_under_either_name(tmp_path):
     from trl import SFTConfig
 
     from cai.training.config import TrainConfig, trl_args
+    from cai.training.sft import SFT
 
     names = {f.name for f in dataclasses.fields(SFTConfig)}
     both = {"gradient_checkpointing", "activation_checkpointing"}
     for key in both & names:
-        args, settings = trl_args("sft", tmp_path, False, TrainConfig(trl={key: True}))
+        args, settings = trl_args(SFT(), tmp_path, False, TrainConfig(trl={key: True}))
         assert args.gradient_checkpointing is True, key
         assert settings.keys() & both == {key}
-    _, settings = trl_args("sft", tmp_path, False, TrainConfig())
+    _, settings = trl_args(SFT(), tmp_path, False, TrainConfig())
     preferred = ("activation_checkpointing" if "activation_checkpointing" in names
                  else "gradient_checkpointing")
     assert settings.keys() & both == {preferred}
@@ -238,13 +240,14 @@ def check_run(summary: dict, moved, out: Path) -> None:
 def sft_adapter(start, tmp_path_factory) -> tuple[Path, dict, object]:
     """A LoRA adapter trained by SFT, which the DPO test then starts from."""
     from cai.chat import Sampling
+    from cai.training.sft import SFT
     from cai.training.train import train
 
     tmp = tmp_path_factory.mktemp("sft")
     data = write_jsonl(tmp / "sft.jsonl", sft_rows(12))
     (tmp / "train.yaml").write_text(TWO_STEPS)
     moved = moved_callback()
-    summary = train("sft", [data], "local", tmp / "sft", lora=True, config=tmp / "train.yaml",
+    summary = train(SFT(), [data], "local", tmp / "sft", lora=True, config=tmp / "train.yaml",
                     callbacks=[moved], answer_sampling=Sampling(temperature=0, max_tokens=6))
     return tmp / "sft", summary, moved
 
@@ -271,12 +274,13 @@ def test_sft_lora_learns_only_the_answer(sft_adapter):
 @needs_train
 @pytest.mark.slow
 def test_sft_full_few_rows_has_no_split(start, moved, tmp_path):
+    from cai.training.sft import SFT
     from cai.training.train import train
 
     data = write_jsonl(tmp_path / "sft.jsonl", sft_rows(4))
     (tmp_path / "train.yaml").write_text(TWO_STEPS)
     out = tmp_path / "sft-full"
-    summary = train("sft", [data], "local", out, config=tmp_path / "train.yaml",
+    summary = train(SFT(), [data], "local", out, config=tmp_path / "train.yaml",
                     callbacks=[moved])
     check_run(summary, moved, out)
     assert summary["trainable_parameters"] == summary["parameters"]
@@ -289,6 +293,7 @@ def test_sft_full_few_rows_has_no_split(start, moved, tmp_path):
 @pytest.mark.slow
 def test_dpo_lora_on_the_sft_adapter_merged(sft_adapter, start, moved, tmp_path):
     from cai.chat import Sampling
+    from cai.training.dpo import DPO
     from cai.training.train import train
 
     sft, _, _ = sft_adapter
@@ -296,7 +301,7 @@ def test_dpo_lora_on_the_sft_adapter_merged(sft_adapter, start, moved, tmp_path)
                        pref_rows(12) + [{**pref_rows(1)[0], "margin": 0.05}])
     (tmp_path / "train.yaml").write_text(TWO_STEPS + "  beta: 0.2\n  ld_alpha: 0.5\n")
     out = tmp_path / "dpo"
-    summary = train("dpo", [data], f"hf:{sft}", out, lora=True, merge=True, min_margin=0.1,
+    summary = train(DPO(min_margin=0.1), [data], f"hf:{sft}", out, lora=True, merge=True,
                     config=tmp_path / "train.yaml", callbacks=[moved],
                     answer_sampling=Sampling(temperature=0, max_tokens=6))
     check_run(summary, moved, out)
@@ -313,13 +318,14 @@ def dpo_trainer(start: Path, rows: list[dict], lora: bool, tmp_path: Path):
     from cai.models.checkpoints import load_policy, load_tokenizer
     from cai.training.config import TrainConfig, lora_config, trl_args
     from cai.training.data import Split
+    from cai.training.dpo import DPO
     from cai.training.train import make_trainer
 
     config = TrainConfig(trl={"max_steps": 2, "per_device_train_batch_size": 2,
                               "max_length": 96})
-    args, _ = trl_args("dpo", tmp_path / "out", lora, config)
-    peft = lora_config("dpo", config)[0] if lora else None
-    return make_trainer("dpo", load_policy("dpo", start, lora), load_tokenizer(start),
+    args, _ = trl_args(DPO(), tmp_path / "out", lora, config)
+    peft = lora_config(True, config)[0] if lora else None
+    return make_trainer(DPO(), load_policy(start, lora), load_tokenizer(start),
                         Split(rows, []), args, peft)
 
 
@@ -372,13 +378,14 @@ def test_dpo_full_reference_is_a_frozen_copy(start, moved, tmp_path):
 @pytest.mark.slow
 def test_reward_model_trains_and_is_not_a_generator(start, moved, tmp_path):
     from cai.models.registry import load_backend
+    from cai.training.reward import RewardModel
     from cai.training.train import train
 
     data = write_jsonl(tmp_path / "prefs.jsonl", pref_rows(4))
     (tmp_path / "train.yaml").write_text(TWO_STEPS)
     out = tmp_path / "rm"
-    summary = train("reward", [data], "local", out, lora=True, config=tmp_path / "train.yaml",
-                    callbacks=[moved])
+    summary = train(RewardModel(), [data], "local", out, lora=True,
+                    config=tmp_path / "train.yaml", callbacks=[moved])
     assert summary["steps"] == 2 and moved.unchanged == []
     with pytest.raises(CaiError, match="reward model"):
         backend = load_backend(f"hf:{out}")
@@ -459,17 +466,19 @@ def test_shipped_training_configs_fit_trl(tmp_path):
     import importlib.util
 
     from cai.training.config import read_config, trl_args
+    from cai.training.dpo import DPO
+    from cai.training.sft import SFT
 
     for path in sorted(Path("examples").glob("train-*.yaml")):
-        kind = "dpo" if "dpo" in path.name else "sft"
+        method = DPO() if "dpo" in path.name else SFT()
         config = read_config(path)
         if config.trl.get("use_liger_kernel") and not importlib.util.find_spec("liger_kernel"):
             with pytest.raises(InputError) as e:
-                trl_args(kind, tmp_path, False, config)
+                trl_args(method, tmp_path, False, config)
             line = config.lines["trl", "use_liger_kernel"]
             assert f"{path}:{line}:" in str(e.value) and "cai-toolkit[gpu]" in str(e.value)
         else:
-            trl_args(kind, tmp_path, False, config)
+            trl_args(method, tmp_path, False, config)
 
 
 @needs_train

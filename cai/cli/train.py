@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
@@ -17,6 +17,10 @@ from cai.cli.options import (
     run,
 )
 from cai.errors import CaiError
+
+if TYPE_CHECKING:
+    from cai.training.grpo import GRPO
+    from cai.training.method import Method
 
 # ---------------------------------------------------------------- training
 
@@ -63,24 +67,30 @@ def train_group() -> None:
 @MERGE
 def train_sft(**options: Any) -> None:
     """Supervised fine-tuning on prompt/completion records (sft.jsonl of `cai revise`)."""
-    _train("sft", **options)
+    from cai.training.sft import SFT
+
+    _train(SFT(), **options)
 
 
 @train_group.command("dpo")
 @train_options
 @MERGE
 @MIN_MARGIN
-def train_dpo(**options: Any) -> None:
+def train_dpo(min_margin: float, **options: Any) -> None:
     """DPO on preference pairs (prefs.jsonl), weighted by the judge's soft labels."""
-    _train("dpo", **options)
+    from cai.training.dpo import DPO
+
+    _train(DPO(min_margin=min_margin), **options)
 
 
 @train_group.command("reward")
 @train_options
 @MIN_MARGIN
-def train_reward(**options: Any) -> None:
+def train_reward(min_margin: float, **options: Any) -> None:
     """A reward model on preference pairs."""
-    _train("reward", **options)
+    from cai.training.reward import RewardModel
+
+    _train(RewardModel(min_margin=min_margin), **options)
 
 
 @train_group.command("grpo")
@@ -120,13 +130,7 @@ def train_grpo(prompts_file: str, model: str, judge_spec: str, constitution: str
 
     from cai.templates import Templates
     from cai.training.config import check_config, read_config
-    from cai.training.grpo import (
-        GrpoRun,
-        RewardSettings,
-        answer_references,
-        check,
-        read_prompt_rows,
-    )
+    from cai.training.grpo import GRPO, RewardSettings, answer_references, check, read_prompt_rows
 
     if session.batch:
         raise CaiError("--batch does not go with GRPO: the reward is needed as training goes, "
@@ -138,55 +142,55 @@ def train_grpo(prompts_file: str, model: str, judge_spec: str, constitution: str
                               reference_model=reference_model)
     rows = read_prompt_rows(path)
     train_config = read_config(Path(config) if config else None)
-    check_config(["grpo"], train_config)
+    check_config([GRPO.config_class()], train_config)
     check(settings, rows, path, train_config.trl)
+    method = GRPO(settings, session, Templates(templates), rows)
     if session.dry_run:
-        return console.print_json(data=grpo_estimate(settings, session, Templates(templates),
-                                                     rows, Path(out), lora, config,
+        return console.print_json(data=grpo_estimate(method, Path(out), lora, config,
                                                      eval_fraction))
     if reward == "reference" and reference_model:
         # Its own session: the judge's client must first be used on TRL's event loop.
         answers = dataclasses.replace(session, clients=[], _cache=None)
         run(answers, answer_references(rows, answers.client(reference_model)))
-    _train("grpo", (prompts_file,), model, out, lora, config, eval_fraction, overwrite, merge,
-           grpo=GrpoRun(settings, session, Templates(templates), rows),
-           settings={"judge": judge_spec, "constitution": constitution, "reward": reward,
-                     "reference_model": reference_model, "length_penalty": length_penalty})
+    s = _train(method, (prompts_file,), model, out, lora, config, eval_fraction, overwrite,
+               merge, data_option="--prompts",
+               settings={"judge": judge_spec, "constitution": constitution, "reward": reward,
+                         "reference_model": reference_model, "length_penalty": length_penalty})
+    if s is not None:
+        console.print(grpo_line(s["grpo"]), highlight=False)
 
 
-def _train(kind: str, data: tuple[str, ...], model: str, out: str, lora: bool,
+def _train(method: Method, data: tuple[str, ...], model: str, out: str, lora: bool,
            config: str | None, eval_fraction: float, overwrite: bool, merge: bool = False,
-           min_margin: float = 0.0, grpo: Any = None,
-           settings: dict[str, Any] | None = None, deadline: str | None = None) -> None:
+           data_option: str = "--data", settings: dict[str, Any] | None = None,
+           deadline: str | None = None) -> dict[str, Any] | None:
+    """Run `train` for a command, and say how it went; the summary, where this process has
+    one."""
     from cai.folders import claim
     from cai.models.budget import parse_deadline
     from cai.training.train import train
 
     shaped = {"model": model, "lora": lora, "merge": merge, "eval_fraction": eval_fraction,
-              "min_margin": min_margin, **(settings or {})}
-    s = train(kind, [Path(d) for d in data], model, Path(out), lora=lora,
+              "min_margin": method.min_margin, **(settings or {})}
+    s = train(method, [Path(d) for d in data], model, Path(out), lora=lora,
               config=Path(config) if config else None, merge=merge,
-              eval_fraction=eval_fraction, min_margin=min_margin, grpo=grpo,
-              deadline=parse_deadline(deadline), claim=lambda: claim(Path(out), f"train {kind}", {
-                  "--prompts" if kind == "grpo" else "--data": data, "--config": config},
-                  settings=shaped, overwrite=overwrite))
+              eval_fraction=eval_fraction, deadline=parse_deadline(deadline),
+              claim=lambda: claim(Path(out), f"train {method.kind}", {
+                  data_option: data, "--config": config}, settings=shaped, overwrite=overwrite))
     if s is None:
-        return  # not the main process of an `accelerate launch` run
+        return None  # not the main process of an `accelerate launch` run
     losses = [x["loss"] for x in s["losses"]]
     loss = f", loss {losses[0]:.4f} -> {losses[-1]:.4f}" if losses else ""
-    held = {"sft": "eval_loss", "dpo": "eval_rewards/accuracies", "reward": "eval_accuracy",
-            "grpo": "eval_reward"}
-    metric = s["heldout"].get(held[kind])
-    shown = f"; held-out {held[kind]} {metric:.4f}" if metric is not None else ""
-    console.print(f"[bold]train {kind}[/]: {s['steps']} steps on {s['train_rows']} rows{loss}"
-                  f"{shown}; {s['wall_seconds']:.0f}s -> {out}", highlight=False)
-    if kind == "grpo":
-        console.print(grpo_line(s["grpo"]), highlight=False)
+    metric = s["heldout"].get(method.heldout_metric)
+    shown = f"; held-out {method.heldout_metric} {metric:.4f}" if metric is not None else ""
+    console.print(f"[bold]train {method.kind}[/]: {s['steps']} steps on {s['train_rows']} rows"
+                  f"{loss}{shown}; {s['wall_seconds']:.0f}s -> {out}", highlight=False)
     for note in s["notes"]:
         err.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     if s["stopped_reason"]:
         err.print(f"[yellow]stopped:[/] {escape(s['stopped_reason'])}; its checkpoint is kept: "
                   "run the same command again to go on", soft_wrap=True)
+    return s
 
 
 def grpo_line(g: dict[str, Any]) -> str:
@@ -203,18 +207,17 @@ def grpo_line(g: dict[str, Any]) -> str:
             f"correlation {mean('length_corr')}; each completion in completions.jsonl")
 
 
-def grpo_estimate(settings: Any, session: Any, templates: Any, rows: list[dict[str, Any]],
-                  out: Path, lora: bool, config: str | None,
+def grpo_estimate(method: GRPO, out: Path, lora: bool, config: str | None,
                   eval_fraction: float) -> dict[str, Any]:
     """`cai train grpo --dry-run`: the judge's requests, tokens and cost for the run asked."""
     from cai.training.config import read_config, trl_args
     from cai.training.data import split_heldout
     from cai.training.grpo import estimate, make_reward
 
-    args, trl_settings = trl_args("grpo", out, lora, read_config(Path(config) if config
+    args, trl_settings = trl_args(method, out, lora, read_config(Path(config) if config
                                                                  else None))
     longest = "word " * args.max_completion_length
     # References still to be made by --reference-model count at the longest length.
-    rows = [{**r, "reference": r.get("reference") or longest} for r in rows]
-    reward = make_reward(settings, session, templates, rows, trl_settings)
-    return run(session, estimate(reward, split_heldout(rows, eval_fraction).train, args))
+    rows = [{**r, "reference": r.get("reference") or longest} for r in method.prompts]
+    reward = make_reward(method.settings, method.session, method.templates, rows, trl_settings)
+    return run(method.session, estimate(reward, split_heldout(rows, eval_fraction).train, args))

@@ -192,6 +192,7 @@ def check_files(config: LoopConfig, path: Path, root: Any) -> None:
     from cai.inputs import read_prompts
     from cai.paths import resolve_constitution
     from cai.training.config import TrainConfig, check_config
+    from cai.training.method import method_class
 
     base = path.resolve().parent
 
@@ -212,4 +213,5 @@ def check_files(config: LoopConfig, path: Path, root: Any) -> None:
     if t.trl:
         lines: dict[tuple[str, ...], int] = {("trl", k): _line(root, ("training", "trl", k))
                                              for k in t.trl}
-        check_config(t.method.split("+"), TrainConfig(trl=dict(t.trl), path=path, lines=lines))
+        check_config([method_class(m).config_class() for m in t.method.split("+")],
+                     TrainConfig(trl=dict(t.trl), path=path, lines=lines))

@@ -149,14 +149,15 @@ def load_causal_lm(folder: Path, dtype: Any = None) -> Any:
     return PeftModel.from_pretrained(base, folder).merge_and_unload()
 
 
-def load_policy(kind: str, start: Path, lora: bool) -> Any:
-    """The model to train, from a checkpoint folder (an adapter is merged into its base)."""
+def load_policy(start: Path, lora: bool, generates: bool = True) -> Any:
+    """The model to train, from a checkpoint folder (an adapter is merged into its base): a
+    causal LM, or with `generates` False a reward model's score head on its weights."""
     import torch
 
     # Full fine-tuning keeps float32 weights for the optimizer (a DPO step of 1e-6 is lost in
     # bf16 rounding); a LoRA base is frozen, so on a GPU it can be bf16.
     dtype = torch.bfloat16 if lora and torch.cuda.is_available() else torch.float32
-    if kind != "reward":
+    if generates:
         return load_causal_lm(start, dtype)
     if is_adapter(start):
         raise CaiError(f"{start} is a LoRA adapter; a reward model starts from a full "

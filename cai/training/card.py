@@ -40,21 +40,19 @@ def constitutions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(found.values())
 
 
-def model_card(s: dict[str, Any]) -> str:
-    """README.md for a trained checkpoint, from its train_summary.json."""
+def model_card(s: dict[str, Any], description: str) -> str:
+    """README.md for a trained checkpoint, from its train_summary.json and what its method
+    does, in words."""
     data = "\n".join(f"- `{d['path']}` (sha256 `{d['sha256']}`)" for d in s["data"])
     consts = "\n".join(f"- {c.get('name')} {c.get('version')}: sha256 `{c['sha256']}`"
                        for c in s["constitutions"]) or "- none named in the data"
-    what = {"sft": "Supervised fine-tuning on the completions",
-            "dpo": "DPO on preference pairs", "reward": "A reward model on preference pairs",
-            "grpo": "GRPO with the AI judge as the reward (online RLAIF) on the prompts"}
     form = ("a LoRA adapter merged into its base" if s["merged"] else "a LoRA adapter"
             if s["method"] == "lora" else "a full fine-tune")
     local = LOCAL_NOTE if s["from_embedded"] else ""
     notes = "".join(f"\n- {n}" for n in s["notes"]) or " none"
     return f"""# cai {s['kind']} checkpoint
 
-{what[s['kind']]}: {form}, trained by `cai train {s['kind']}` from `{s['model']}`
+{description}: {form}, trained by `cai train {s['kind']}` from `{s['model']}`
 ({s['start']}). Generate with it as `--model hf:<this folder>`.
 {local}
 ## Data

@@ -1,6 +1,7 @@
-"""A training config file: its `trl:` mapping goes straight into TRL's SFTConfig / DPOConfig /
-RewardConfig over cai's few defaults, and its `lora:` mapping into peft's LoraConfig. Keys are
-checked against those classes when read, with the file and line of a wrong one."""
+"""A training config file: its `trl:` mapping goes straight into the method's TRL config
+(SFTConfig, DPOConfig, RewardConfig, GRPOConfig) over cai's few defaults, and its `lora:`
+mapping into peft's LoraConfig. Keys are checked against those classes when read, with the
+file and line of a wrong one."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -21,12 +22,9 @@ from cai.errors import InputError
 from cai.schema import kind as kind_of
 from cai.yamlfile import read_yaml
 
-LEARNING_RATES = {("sft", False): 2e-5, ("sft", True): 2e-4, ("dpo", False): 1e-6,
-                  ("dpo", True): 1e-5, ("reward", False): 1e-5, ("reward", True): 1e-4,
-                  ("grpo", False): 1e-6, ("grpo", True): 1e-5}
-# GRPO: groups of 4 completions, short ones, no KL term (TRL's default), a log every step.
-GRPO_DEFAULTS = {"num_generations": 4, "max_completion_length": 128,
-                 "per_device_train_batch_size": 4}
+if TYPE_CHECKING:
+    from cai.training.method import Method
+
 LORA_DEFAULTS = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
 SECTIONS = {"trl": "TRL's config for the command", "lora": "peft's LoraConfig"}
 
@@ -118,12 +116,12 @@ def key_lines(root: yaml.Node | None) -> dict[tuple[str, ...], int]:
     return lines
 
 
-def default_settings(kind: str, out: Path, lora: bool, gpu: bool) -> dict[str, Any]:
+def default_settings(method: Method, out: Path, lora: bool, gpu: bool) -> dict[str, Any]:
     """What cai sets in TRL's config before the user's `trl:` mapping."""
     return {
         "output_dir": str(out), "report_to": "none", "seed": 0, "logging_steps": 1,
         "save_strategy": "no",  # the result is saved once, into --out itself
-        "learning_rate": LEARNING_RATES[kind, lora],
+        "learning_rate": method.learning_rates[lora],
         # TRL's configs default to bf16 and gradient checkpointing, which a CPU refuses or
         # does not need; on a GPU bf16 autocast runs the matmuls over float32 master weights.
         "bf16": gpu, "fp16": False, "gradient_checkpointing": gpu, "dataloader_pin_memory": gpu,
@@ -132,37 +130,30 @@ def default_settings(kind: str, out: Path, lora: bool, gpu: bool) -> dict[str, A
         # transformers takes each process for a lone run unless told it is on the CPU: no
         # gradients are shared, and every process believes itself the main one.
         "use_cpu": not gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1,
-        **(GRPO_DEFAULTS if kind == "grpo" else {}),
+        **method.trl_defaults,
     }
 
 
-def trl_class(kind: str) -> type:
-    """TRL's config class for a kind of training."""
-    from trl import DPOConfig, GRPOConfig, RewardConfig, SFTConfig
-
-    return {"sft": SFTConfig, "dpo": DPOConfig, "reward": RewardConfig, "grpo": GRPOConfig}[kind]
-
-
-def check_config(kinds: Sequence[str], config: TrainConfig) -> None:
-    """Check a config's `trl:` and `lora:` settings against TRL's and peft's classes, without
-    building either: at the edge, before any model loads."""
+def check_config(trl_classes: Sequence[type], config: TrainConfig) -> None:
+    """Check a config's `trl:` and `lora:` settings against TRL's config classes and peft's,
+    without building either: at the edge, before any model loads."""
     from peft import LoraConfig
 
-    for kind in kinds:
-        config.check("trl", trl_class(kind))
+    for cls in trl_classes:
+        config.check("trl", cls)
     config.check("lora", LoraConfig)
 
 
-def trl_args(kind: str, out: Path, lora: bool, config: TrainConfig) -> tuple[Any, dict]:
-    """TRL's config for `kind`: our defaults, then the file's `trl:` mapping as it stands."""
+def trl_args(method: Method, out: Path, lora: bool, config: TrainConfig) -> tuple[Any, dict]:
+    """TRL's config for the method: our defaults, then the file's `trl:` mapping as it stands."""
     import torch
 
-    cls = trl_class(kind)
+    cls = method.config_class()
     config.check("trl", cls)
     if "output_dir" in config.trl:  # the model, card and summary must land in one folder
         raise InputError(config.path or "config", config.lines.get(("trl", "output_dir")),
                          "trl: output_dir is set by --out; remove it here")
-    defaults = default_settings(kind, out, lora, torch.cuda.is_available())
+    defaults = default_settings(method, out, lora, torch.cuda.is_available())
     checkpointing = {"gradient_checkpointing", "activation_checkpointing"}
     if checkpointing & config.trl.keys():  # the file's choice, under either name, stands
         defaults.pop("gradient_checkpointing")
@@ -180,12 +171,13 @@ def trl_args(kind: str, out: Path, lora: bool, config: TrainConfig) -> tuple[Any
         raise InputError(config.path or "config", None, f"trl: {e}") from None
 
 
-def lora_config(kind: str, config: TrainConfig) -> tuple[Any, dict]:
+def lora_config(generates: bool, config: TrainConfig) -> tuple[Any, dict]:
+    """peft's LoraConfig: our defaults, then the file's `lora:` mapping."""
     from peft import LoraConfig
 
     config.check("lora", LoraConfig)
     # A reward model's score head is new, so SEQ_CLS trains it in full beside the adapters.
-    task = "SEQ_CLS" if kind == "reward" else "CAUSAL_LM"
+    task = "CAUSAL_LM" if generates else "SEQ_CLS"
     settings = {**LORA_DEFAULTS, "task_type": task, **config.lora}
     try:
         return LoraConfig(**settings), settings

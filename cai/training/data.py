@@ -14,18 +14,12 @@ from cai.chat import prompt_hash
 from cai.errors import CaiError
 from cai.schema import PROMPT, Probability, Prompt, Reply, Row, checked_jsonl
 
-COLUMNS = {"sft": ("prompt", "completion"), "dpo": ("prompt", "chosen", "rejected"),
-           "reward": ("prompt", "chosen", "rejected"), "grpo": ("prompt", "id")}
 MIN_SPLIT_PROMPTS = 10  # below this a held-out split leaves too little to learn from or judge by
 
 
-class SftRow(Row):
-    fix: ClassVar[str] = "`cai train sft` reads TRL's prompt/completion format"
-    prompt: Prompt = Field(description=PROMPT)
-    completion: Reply = Field(description=PROMPT)
-
-
 class PairRow(Row):
+    """A preference pair, what DPO and a reward model train on."""
+
     fix: ClassVar[str] = "`cai train` reads TRL's prompt/chosen/rejected format"
     prompt: Prompt = Field(description=PROMPT)
     chosen: Reply = Field(description=PROMPT)
@@ -35,17 +29,18 @@ class PairRow(Row):
     margin: float | None = Field(None, description="a number")
 
 
-SCHEMAS: dict[str, type[Row]] = {"sft": SftRow, "dpo": PairRow, "reward": PairRow}
+PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 
 
-def read_rows(files: Sequence[Path], kind: str, min_margin: float = 0.0) -> tuple[list, int]:
-    """The records of `files` in the format `kind` trains on, each checked against its
-    schema; pairs judged with a margin under `min_margin` are left out and counted."""
+def read_rows(files: Sequence[Path], schema: type[Row],
+              min_margin: float | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The records of `files`, each checked against `schema`; with `min_margin`, pairs judged
+    with a margin under it are left out and counted."""
     rows, dropped = [], 0
     for path in files:
-        for _, row in checked_jsonl(path, SCHEMAS[kind]):
+        for _, row in checked_jsonl(path, schema):
             margin = row.get("margin")
-            if kind != "sft" and margin is not None and margin < min_margin:
+            if min_margin is not None and margin is not None and margin < min_margin:
                 dropped += 1
                 continue
             rows.append(row.model_dump(exclude_unset=True))
@@ -86,15 +81,15 @@ def split_heldout(rows: list[dict[str, Any]], fraction: float) -> Split:
                  [r for r in rows if prompt_key(r) in held])
 
 
-def to_dataset(rows: list[dict[str, Any]], kind: str) -> Any:
+def to_dataset(rows: list[dict[str, Any]], columns: Sequence[str]) -> Any:
     """TRL's columns only: provenance keys stay in our files, since TRL would read some of them
     (RewardTrainer takes a `margin` column as a loss margin) and mixed types break Arrow."""
     from datasets import Dataset
 
-    records = [{c: r[c] for c in COLUMNS[kind]} for r in rows]
-    if kind == "dpo":
-        for record, row in zip(records, rows, strict=True):
-            # P(chosen is better) from the judge; pairs without one are taken as certain.
-            label = row.get("soft_label")
-            record["soft_label"] = 1.0 if label is None else float(label)
-    return Dataset.from_list(records)
+    return Dataset.from_list([{c: r[c] for c in columns} for r in rows])
+
+
+def datasets(split: Split, columns: Sequence[str]) -> dict[str, Any]:
+    """A trainer's training and evaluation sets, the held-out rows evaluated on."""
+    return {"train_dataset": to_dataset(split.train, columns),
+            "eval_dataset": to_dataset(split.heldout, columns) if split.heldout else None}

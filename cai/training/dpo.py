@@ -1,13 +1,83 @@
-"""Soft-label DPO: TRL's DPOTrainer with each pair's own label in its loss.
+"""DPO on judged pairs (`cai train dpo`): TRL's DPOTrainer with each pair's own soft label
+in its loss.
 
-Our own code because no library does it: TRL's DPOTrainer has no per-example weight, and its
-`label_smoothing` is one number for the whole set.
+The soft-label loss is our own code because no library does it: TRL's DPOTrainer has no
+per-example weight, and its `label_smoothing` is one number for the whole set.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cai.models.budget import Budget
+from cai.training.data import PAIR_COLUMNS, PairRow, Split, datasets, read_rows
+
+COLUMNS = (*PAIR_COLUMNS, "soft_label")
+SOFT_LABELS_UNUSED = ("soft labels not used: they apply to the sigmoid loss only, and this "
+                      "run's trl: settings choose another")
+
+
+@dataclass(frozen=True)
+class DPO:
+    """DPO on preference pairs, each weighted by its soft label; `min_margin` leaves out the
+    pairs the judge could hardly tell apart."""
+
+    min_margin: float = 0.0
+    kind: ClassVar[str] = "dpo"
+    description: ClassVar[str] = "DPO on preference pairs"
+    generates: ClassVar[bool] = True
+    learning_rates: ClassVar[dict[bool, float]] = {False: 1e-6, True: 1e-5}
+    trl_defaults: ClassVar[dict[str, Any]] = {}
+    heldout_metric: ClassVar[str] = "eval_rewards/accuracies"
+
+    @staticmethod
+    def config_class() -> type:
+        from trl import DPOConfig
+
+        return DPOConfig
+
+    def budget(self, deadline: float | None) -> Budget:
+        return Budget(deadline=deadline)
+
+    def rows(self, data: Sequence[Path]) -> tuple[list[dict[str, Any]], int]:
+        return read_rows(data, PairRow, self.min_margin)
+
+    def trainer(self, common: dict[str, Any], split: Split) -> Any:
+        import copy
+
+        ref = None  # with LoRA the reference is the base model, adapters switched off
+        if common["peft_config"] is None:
+            # A frozen copy of the starting weights, made here: left alone, TRL would load the
+            # reference again from the path in the model's config, which need not hold them
+            # (a merged adapter, or a folder written to since).
+            ref = copy.deepcopy(common["model"]).eval().requires_grad_(False)
+        labelled = Split(_labelled(split.train), _labelled(split.heldout))
+        return soft_label_dpo_trainer()(ref_model=ref, **common,
+                                        **datasets(labelled, COLUMNS))
+
+    def example(self, row: dict[str, Any], tokenizer: Any) -> dict[str, str]:
+        return {"prompt": tokenizer.decode(row["prompt_ids"]),
+                "chosen": tokenizer.decode(row["chosen_ids"]),
+                "rejected": tokenizer.decode(row["rejected_ids"])}
+
+    def summary(self, trainer: Any, split: Split, heldout: dict[str, Any]) -> dict[str, Any]:
+        part: dict[str, Any] = {}
+        if not trainer.uses_soft_labels and any("soft_label" in r
+                                                for r in split.train + split.heldout):
+            part["notes"] = [SOFT_LABELS_UNUSED]
+        if split.heldout:
+            part["implicit_reward_accuracy"] = heldout.get("eval_rewards/accuracies")
+        return part
+
+
+def _labelled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """P(chosen is better) from the judge beside each pair; pairs without one are certain."""
+    return [{**r, "soft_label": 1.0 if r.get("soft_label") is None else float(r["soft_label"])}
+            for r in rows]
 
 
 def soft_dpo_loss(margin: Any, label: Any, beta: float) -> Any:
@@ -43,7 +113,7 @@ def sequence_logps(per_token: Any, mask: Any, ld_alpha: float | None = None) -> 
 def soft_label_dpo_trainer() -> type:
     """TRL's DPOTrainer with each pair's soft label in its sigmoid loss.
 
-    Made on first use, so that importing cai.training.train does not import TRL.
+    Made on first use, so that importing this module does not import TRL.
     """
     import torch
     from trl import DPOTrainer

@@ -8,15 +8,25 @@ Everything that can be wrong with the input is checked here before any model loa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cai.chat import messages_to_dicts
 from cai.errors import CaiError, InputError
 from cai.inputs import read_prompts
-from cai.training.config import GRPO_DEFAULTS as DEFAULTS
+from cai.training.data import Split, datasets
 from cai.training.rewards import MODES, JudgeReward, _conversation, _prompt_key
+
+if TYPE_CHECKING:
+    from cai.models.budget import Budget
+    from cai.models.session import Session
+    from cai.templates import Templates
+
+# Groups of 4 completions, short ones, no KL term (TRL's default), a log every step.
+DEFAULTS = {"num_generations": 4, "max_completion_length": 128,
+            "per_device_train_batch_size": 4}
+COLUMNS = ("prompt", "id")
 
 
 @dataclass(frozen=True)
@@ -165,24 +175,82 @@ async def answer_references(rows: list[dict[str, Any]], client: Any) -> None:
 
 
 @dataclass
-class GrpoRun:
-    """What a GRPO run needs beside the usual training settings: the reward's settings, the
-    session its judge's client lives in, the templates, and the prompts read already."""
+class GRPO:
+    """GRPO with the judge as the reward: the reward's settings, the session its judge's
+    client lives in (and whose budget stops training), the templates, and the prompts, read
+    and checked by the command before any model loads. One run's: its reward is made as its
+    trainer is."""
 
     settings: RewardSettings
-    session: Any
-    templates: Any
-    rows: list[dict[str, Any]]
+    session: Session
+    templates: Templates
+    prompts: list[dict[str, Any]]
+    reward: Any = field(default=None, init=False, repr=False)
+    kind: ClassVar[str] = "grpo"
+    description: ClassVar[str] = ("GRPO with the AI judge as the reward (online RLAIF) on "
+                                  "the prompts")
+    generates: ClassVar[bool] = True
+    learning_rates: ClassVar[dict[bool, float]] = {False: 1e-6, True: 1e-5}
+    trl_defaults: ClassVar[dict[str, Any]] = DEFAULTS
+    heldout_metric: ClassVar[str] = "eval_reward"
+    min_margin: ClassVar[float] = 0.0  # prompts have no margin: none is left out
 
-    def summary(self, reward: JudgeReward, log_history: list[dict[str, Any]]) -> dict[str, Any]:
-        s = self.settings
-        return {"reward": s.mode, "judge": s.judge, "judge_identity": reward.judge.client.identity,
-                "constitution": s.constitution, "length_penalty": s.length_penalty,
-                "text_fallback": s.text_fallback, "reference_model": s.reference_model,
-                "judge_requests": reward.judge.client.stats.requests,
-                "judge_cache_hits": reward.judge.client.stats.cache_hits,
-                "steps": steps(log_history),
-                # what the independence guard compares the evaluator's templates with
-                "templates": reward.judge.templates.hashes(
-                    "judge_score" if s.mode == "score" else reward.judge.template,
-                    "_judge_data")}
+    @staticmethod
+    def config_class() -> type:
+        from trl import GRPOConfig
+
+        return GRPOConfig
+
+    def budget(self, deadline: float | None) -> Budget:
+        return self.session.budget  # the judge spends from it; it holds the deadline too
+
+    def rows(self, data: Sequence[Path]) -> tuple[list[dict[str, Any]], int]:
+        return self.prompts, 0
+
+    def trainer(self, common: dict[str, Any], split: Split) -> Any:
+        from trl import GRPOTrainer
+
+        self.reward = self.judge_reward(common["args"])
+        return GRPOTrainer(reward_funcs=[self.reward], **common, **datasets(split, COLUMNS))
+
+    def judge_reward(self, args: Any) -> Any:
+        """The judge as the reward, each completion it judged logged to completions.jsonl."""
+        from cai.training.stopping import last_checkpoint
+
+        out = Path(args.output_dir)
+        # Process 0 cuts the log back to the checkpoint before any other appends to it.
+        with args.main_process_first(desc="preparing the completions log"):
+            log = completions_log(out, last_checkpoint(args)) if args.process_index == 0 \
+                else out / "completions.jsonl"
+        trl = {"num_generations": args.num_generations,
+               "max_completion_length": args.max_completion_length}
+        return make_reward(self.settings, self.session, self.templates, self.prompts, trl, log)
+
+    def example(self, row: dict[str, Any], tokenizer: Any) -> dict[str, str]:
+        return {"prompt": str(row["prompt"])}  # the policy writes the completions as it trains
+
+    def summary(self, trainer: Any, split: Split, heldout: dict[str, Any]) -> dict[str, Any]:
+        # The judge's connections belong to TRL's event loop: closed there, now that training
+        # and evaluation are done.
+        loop = getattr(trainer, "async_loop", None)
+        if loop is not None:
+            import asyncio
+
+            asyncio.run_coroutine_threadsafe(self.reward.judge.client.aclose(), loop).result()
+        history = list(trainer.state.log_history)
+        return {"log_history": history, "grpo": reward_summary(self.settings, self.reward,
+                                                               history)}
+
+
+def reward_summary(s: RewardSettings, reward: JudgeReward,
+                   log_history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The reward's part of a GRPO run's summary: its judge, settings, calls and steps."""
+    return {"reward": s.mode, "judge": s.judge, "judge_identity": reward.judge.client.identity,
+            "constitution": s.constitution, "length_penalty": s.length_penalty,
+            "text_fallback": s.text_fallback, "reference_model": s.reference_model,
+            "judge_requests": reward.judge.client.stats.requests,
+            "judge_cache_hits": reward.judge.client.stats.cache_hits,
+            "steps": steps(log_history),
+            # what the independence guard compares the evaluator's templates with
+            "templates": reward.judge.templates.hashes(
+                "judge_score" if s.mode == "score" else reward.judge.template, "_judge_data")}
