@@ -242,3 +242,41 @@ def test_processes_appending_at_once_leave_whole_lines(tmp_path):
     rows = list(read_jsonl(log))
     assert len(rows) == 3 * 200 * 2
     assert all(r["completion"] == r["process"] * 20000 for r in rows)
+
+
+def test_a_panels_reward_is_the_mean_of_its_judges_scores(tmp_path):
+    """Two judges that score every completion 8 and 2 out of 10 (read from their text): each
+    reward is the mean of (8 - 1) / 9 and (2 - 1) / 9, or their weighted mean."""
+    import asyncio
+
+    import cai
+
+    async def rewards(weights):
+        session = cai.Session(cache_path=tmp_path / "cache.sqlite")
+        judges = [cai.Judge(session.client(spec), cai.Templates(),
+                            cai.load_constitution("harmless"))
+                  for spec in ("fake:fixed:8", "fake:fixed:2")]
+        reward = cai.JudgeReward(cai.Panel(judges, weights), mode="score", num_generations=2)
+        try:
+            prompt = [{"role": "user", "content": "Name a colour."}]
+            return await reward(prompts=[prompt] * 2,
+                                completions=[[{"role": "assistant", "content": c}]
+                                             for c in ("Blue.", "Red.")])
+        finally:
+            await session.close()
+
+    assert asyncio.run(rewards(None)) == pytest.approx([(7 / 9 + 1 / 9) / 2] * 2)
+    assert asyncio.run(rewards([3.0, 1.0])) == pytest.approx([(3 * 7 / 9 + 1 / 9) / 4] * 2)
+
+
+@needs_train
+def test_a_dry_run_with_a_panel_counts_each_judge(prompts, tmp_path):
+    config = tmp_path / "t.yaml"
+    config.write_text("trl:\n  max_steps: 3\n  num_generations: 2\n"
+                      "  per_device_train_batch_size: 4\n  max_completion_length: 16\n")
+    done = cai("train", "grpo", "--prompts", prompts, "--judge", "openai:gpt-4o-mini",
+               "--judge", "fake:fixed:A", "--config", config, "--out", tmp_path / "o",
+               "--dry-run", env={"OPENAI_API_KEY": None}, check=True)
+    estimate = json.loads(done.stdout)
+    assert estimate["judge"] == ["openai:gpt-4o-mini", "fake:fixed:A"]
+    assert estimate["requests"] == 24  # 12 for each judge, as one judge's pairwise run asks

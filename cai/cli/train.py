@@ -98,8 +98,11 @@ def train_reward(min_margin: float, **options: Any) -> None:
               help="Prompts (.jsonl, .csv, .txt); a `reference` field gives reference answers.")
 @click.option("--model", default="local", show_default=True,
               help="Start from: local, a checkpoint folder, or hf:FOLDER.")
-@click.option("--judge", "judge_spec", default="local", show_default=True,
-              help="The judge that gives the reward.")
+@click.option("--judge", "judge_specs", default=["local"], show_default=True, multiple=True,
+              help="The judge that gives the reward; more than once for a panel of judges, "
+              "whose mean is the reward.")
+@click.option("--panel-weights", default=None, type=click.Path(dir_okay=False),
+              help="Weigh a panel's judges: the panel_weights.json `cai eval judge` wrote.")
 @click.option("--constitution", default="harmless", show_default=True, help=CONSTITUTION_HELP)
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--reward", type=click.Choice(["pairwise", "reference", "score"]),
@@ -120,7 +123,8 @@ def train_reward(min_margin: float, **options: Any) -> None:
               type=click.FloatRange(0, 0.5), help="Share of prompts held out.")
 @OVERWRITE
 @model_options
-def train_grpo(prompts_file: str, model: str, judge_spec: str, constitution: str, out: str,
+def train_grpo(prompts_file: str, model: str, judge_specs: tuple[str, ...],
+               panel_weights: str | None, constitution: str, out: str,
                reward: str, reference_model: str | None, length_penalty: float,
                no_text_fallback: bool, lora: bool, merge: bool, config: str | None,
                eval_fraction: float, overwrite: bool, session: Any,
@@ -136,10 +140,14 @@ def train_grpo(prompts_file: str, model: str, judge_spec: str, constitution: str
         raise CaiError("--batch does not go with GRPO: the reward is needed as training goes, "
                        "and a provider batch API answers within hours; drop --batch")
     path = Path(prompts_file)
-    settings = RewardSettings(judge=judge_spec, constitution=constitution, mode=reward,
+    if panel_weights and len(judge_specs) < 2:
+        raise CaiError("--panel-weights weighs the judges of a panel: give --judge twice or "
+                       "more")
+    settings = RewardSettings(judge=judge_specs[0] if len(judge_specs) == 1 else judge_specs,
+                              constitution=constitution, mode=reward,
                               length_penalty=length_penalty,
                               text_fallback=not no_text_fallback,
-                              reference_model=reference_model)
+                              reference_model=reference_model, panel_weights=panel_weights)
     rows = read_prompt_rows(path)
     train_config = read_config(Path(config) if config else None)
     check_config([GRPO.config_class()], train_config)
@@ -154,7 +162,8 @@ def train_grpo(prompts_file: str, model: str, judge_spec: str, constitution: str
         run(answers, answer_references(rows, answers.client(reference_model)))
     s = _train(method, (prompts_file,), model, out, lora, config, eval_fraction, overwrite,
                merge, data_option="--prompts",
-               settings={"judge": judge_spec, "constitution": constitution, "reward": reward,
+               settings={"judge": settings.shown, "panel_weights": panel_weights,
+                         "constitution": constitution, "reward": reward,
                          "reference_model": reference_model, "length_penalty": length_penalty})
     if s is not None:
         console.print(grpo_line(s["grpo"]), highlight=False)

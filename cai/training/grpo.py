@@ -31,12 +31,22 @@ COLUMNS = ("prompt", "id")
 
 @dataclass(frozen=True)
 class RewardSettings:
-    judge: str = "local"
+    judge: str | tuple[str, ...] = "local"  # several: a panel, its reward their mean
     constitution: str | None = "harmless"
     mode: str = "pairwise"
     length_penalty: float = 0.0
     text_fallback: bool = True
     reference_model: str | None = None  # answers the prompts that bring no `reference`
+    panel_weights: str | None = None  # a panel's weights, as `cai eval judge` wrote them
+
+    @property
+    def judges(self) -> tuple[str, ...]:
+        return (self.judge,) if isinstance(self.judge, str) else self.judge
+
+    @property
+    def shown(self) -> str | list[str]:
+        """The judge as records name it: its spec, or the panel's specs."""
+        return self.judge if isinstance(self.judge, str) else list(self.judge)
 
 
 def read_prompt_rows(path: Path) -> list[dict[str, Any]]:
@@ -59,10 +69,11 @@ def check(settings: RewardSettings, rows: list[dict[str, Any]], path: Path,
             raise InputError(path, missing[0]["line"], f"{len(missing)} prompts have no "
                              "'reference' answer; add a `reference` field to each, or pass "
                              "--reference-model SPEC to answer them with the starting policy")
-    if settings.mode == "score" and not settings.text_fallback and \
-            not parse_spec(settings.judge).kind.backend_class().supports_logprobs:
-        raise CaiError(f"--reward score reads the score from logprobs, and {settings.judge} "
-                       "gives none; use a judge with logprobs, or leave the text fallback on")
+    for judge in settings.judges:
+        if settings.mode == "score" and not settings.text_fallback and \
+                not parse_spec(judge).kind.backend_class().supports_logprobs:
+            raise CaiError(f"--reward score reads the score from logprobs, and {judge} gives "
+                           "none; use a judge with logprobs, or leave the text fallback on")
     settings_ = {**DEFAULTS, **trl}
     generations = settings_["num_generations"]
     batch = settings_["per_device_train_batch_size"] * settings_.get(
@@ -82,14 +93,18 @@ def make_reward(settings: RewardSettings, session: Any, templates: Any,
     from cai.constitution import load_constitution
     from cai.paths import resolve_constitution
     from cai.stages.judge import Judge, JudgeSettings
+    from cai.stages.panel import Panel, read_weights
 
     constitution = load_constitution(resolve_constitution(settings.constitution)) \
         if settings.constitution else None
-    client = session.client(settings.judge, logprobs=True)
+    judges = [Judge(session.client(spec, logprobs=True), templates, constitution,
+                    JudgeSettings()) for spec in settings.judges]
+    weights = read_weights(Path(settings.panel_weights), [j.client.spec for j in judges]) \
+        if settings.panel_weights else None
     merged = {**DEFAULTS, **trl}
     references = {_prompt_key(_conversation(r["prompt"])): r["reference"] for r in rows
                   if r.get("reference")}
-    return JudgeReward(Judge(client, templates, constitution, JudgeSettings()),
+    return JudgeReward(judges[0] if len(judges) == 1 else Panel(judges, weights),
                        mode=settings.mode, num_generations=merged["num_generations"],
                        length_penalty=settings.length_penalty,
                        max_completion_length=merged["max_completion_length"],
@@ -119,14 +134,17 @@ async def estimate(reward: JudgeReward, rows: list[dict[str, Any]], args: Any) -
         await reward(prompts=[row["prompt"]] * g,
                      completions=[assistant(f"{k} {text}") for k in range(g)],
                      completion_ids=[[0] * length] * g)
-    stats = reward.judge.client.stats
+    clients = reward.clients
     scale = groups / len(sampled)
+
+    def scaled(key: str, digits: int = 0) -> float:
+        return round(sum(getattr(c.stats, key) for c in clients) * scale, digits or None)
+
     return {"dry_run": True, "steps": steps, "groups": groups, "completions": groups * g,
-            "judge": reward.judge.client.spec, "reward": reward.mode,
-            "requests": round(stats.requests * scale),
-            "tokens_in": round(stats.prompt_tokens * scale),
-            "tokens_out": round(stats.completion_tokens * scale),
-            "cost_usd": round(stats.cost_usd * scale, 4),
+            "judge": clients[0].spec if len(clients) == 1 else [c.spec for c in clients],
+            "reward": reward.mode, "requests": scaled("requests"),
+            "tokens_in": scaled("prompt_tokens"), "tokens_out": scaled("completion_tokens"),
+            "cost_usd": scaled("cost_usd", 4),
             "note": f"from {len(sampled)} prompts' groups of completions at their longest "
                     f"({length} tokens); tokens estimated at 4 characters each"}
 
@@ -236,7 +254,8 @@ class GRPO:
         if loop is not None:
             import asyncio
 
-            asyncio.run_coroutine_threadsafe(self.reward.judge.client.aclose(), loop).result()
+            for client in self.reward.clients:
+                asyncio.run_coroutine_threadsafe(client.aclose(), loop).result()
         history = list(trainer.state.log_history)
         return {"log_history": history, "grpo": reward_summary(self.settings, self.reward,
                                                                history)}
@@ -244,13 +263,19 @@ class GRPO:
 
 def reward_summary(s: RewardSettings, reward: JudgeReward,
                    log_history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The reward's part of a GRPO run's summary: its judge, settings, calls and steps."""
-    return {"reward": s.mode, "judge": s.judge, "judge_identity": reward.judge.client.identity,
+    """The reward's part of a GRPO run's summary: its judge (or panel), settings, calls and
+    steps."""
+    from cai.stages.panel import as_panel
+
+    panel = as_panel(reward.judge)
+    identities = [c.identity for c in panel.clients]
+    return {"reward": s.mode, "judge": s.shown,
+            "judge_identity": identities[0] if len(identities) == 1 else identities,
             "constitution": s.constitution, "length_penalty": s.length_penalty,
             "text_fallback": s.text_fallback, "reference_model": s.reference_model,
-            "judge_requests": reward.judge.client.stats.requests,
-            "judge_cache_hits": reward.judge.client.stats.cache_hits,
+            "judge_requests": sum(c.stats.requests for c in panel.clients),
+            "judge_cache_hits": sum(c.stats.cache_hits for c in panel.clients),
             "steps": steps(log_history),
             # what the independence guard compares the evaluator's templates with
-            "templates": reward.judge.templates.hashes(
-                "judge_score" if s.mode == "score" else reward.judge.template, "_judge_data")}
+            "templates": panel.templates.hashes(
+                "judge_score" if s.mode == "score" else panel.template, "_judge_data")}
