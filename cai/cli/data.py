@@ -16,6 +16,8 @@ from cai.cli.options import (
     judge_options,
     make_judge,
     model_options,
+    report,
+    rewording_line,
     run,
     run_and_report,
 )
@@ -260,15 +262,23 @@ def eval_group() -> None:
               help="Judge under these principles [default: one helpful-honest-harmless question].")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--limit", default=None, type=click.IntRange(1))
+@click.option("--rewordings", default=0, show_default=True, type=click.IntRange(0, 20),
+              help="Also judge every pair under K rewordings of each judge question (the "
+              "constitution's judge_question_variants first, then --reworder's) and report "
+              "how often the verdict changes with the wording, into OUT/rewording/.")
+@click.option("--reworder", default=None, help="The model that writes the rewordings the "
+              "constitution does not list [default: --judge].")
 @OVERWRITE
 @judge_options
 def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
-               overwrite: bool, **options: Any) -> None:
+               rewordings: int, reworder: str | None, overwrite: bool, **options: Any) -> None:
     """Measure a judge against human labels: accuracy, kappa, flips, length bias, ECE."""
     from cai.constitution import load_constitution
     from cai.evals.calibration import judge_gold, read_gold
+    from cai.evals.rewording import evaluate_rewordings
     from cai.folders import claim
     from cai.paths import resolve_constitution
+    from cai.stages.stage import StageResult
 
     gold = read_gold(Path(data))[:limit]
     const = load_constitution(resolve_constitution(constitution)) if constitution else None
@@ -276,14 +286,28 @@ def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
     claim(Path(out), "eval judge", {"--data": data}, overwrite=overwrite,
           dry_run=session.dry_run)
     j = make_judge(constitution=const, **options)
-    result = run_and_report(session, judge_gold(gold, j, Path(out),
-                                           concurrency=session.limits.concurrency,
-                                           session=session))
+    reworded: list[StageResult] = []
+
+    async def evaluate() -> StageResult:
+        result = await judge_gold(gold, j, Path(out), concurrency=session.limits.concurrency,
+                                  session=session)
+        if rewordings:  # the same judge, the same pairs: the original wording is cached
+            reworded.append(await evaluate_rewordings(
+                gold, j, Path(out) / "rewording", k=rewordings,
+                reworder=session.client(reworder) if reworder else None,
+                concurrency=session.limits.concurrency, session=session))
+        return result
+
+    result = run_and_report(session, evaluate())
     if result.report:
         from cai.reports.render import render
 
         console.print(render("calibration.md.j2", r=result.report) + "\n", markup=False,
                       highlight=False)
+    for r in reworded:
+        report(r)
+        if r.report and "dry_run" not in r.summary:
+            rewording_line(r.report, r.out)
 
 
 @eval_group.command("policy")

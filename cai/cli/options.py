@@ -240,3 +240,16 @@ def calibration_line(report: dict[str, Any], data: str, out: Path) -> None:
                   f"{report['coverage']}, accuracy {report['accuracy']} (judged only "
                   f"{report['accuracy_judged']}), kappa {report['kappa']}, ECE "
                   f"{report['ece']} -> {out / 'report.md'}")
+
+
+def rewording_line(report: dict[str, Any], out: Path) -> None:
+    o = report["overall"]
+    console.print(f"[bold]rewording[/]: {o['flipped']} of {o['comparable']} comparable "
+                  f"comparisons flip with the wording (flip rate {o['flip_rate']}); accuracy "
+                  f"{o['accuracy_original']} under the original questions, "
+                  f"{o['accuracy_reworded']} under the rewordings -> {out / 'report.md'}",
+                  highlight=False)
+    for p in report["principles"]:
+        missing = f", {len(p['missing'])} wording(s) not written" if p["missing"] else ""
+        console.print(f"  {escape(p['id'])}: flip rate {p['flip_rate']} ({p['flipped']}/"
+                      f"{p['comparable']}){missing}", highlight=False)
