@@ -290,3 +290,40 @@ def test_the_embedded_model_writes_rewordings(gold, tmp_path):
     assert p["comparisons"] == 2
     assert [w["index"] for w in p["wordings"]] == ([0, 1] if worded["question"] else [0])
     assert all(w["judged"] == 2 for w in p["wordings"])
+
+
+def test_only_the_principles_drawn_are_reworded_and_a_rerun_adds_more(tmp_path):
+    """Three principles, pairs drawn one principle each: the wordings follow the pairs, and
+    a rerun over more pairs keeps the wordings written and adds those it needs."""
+    import asyncio
+
+    from cai.chat import Message
+    from cai.evals.calibration import GoldPair
+    from cai.evals.rewording import evaluate_rewordings
+    from cai.models.backends.fake import FakeBackend
+    from cai.models.client import Client
+    from cai.stages.judge import Judge
+    from cai.templates import Templates
+
+    c = parse_constitution(MINIMAL.replace("Make it polite.", "Make it polite.\n"
+                                           "    judge: Which is politer?\n  - id: gamma\n"
+                                           "    critique: Find errors.\n    revision: Fix "
+                                           "them.\n    judge: Which has fewer errors?"))
+    judge = Judge(Client(FakeBackend("fixed:A")), Templates(), c)
+    reworder = Client(FakeBackend("fixed:Which reply would a careful reader prefer?"))
+    gold = [GoldPair(f"g{i}", (Message("user", f"Q{i}?"),), f"good {i}", f"bad {i}")
+            for i in range(12)]
+    drawn = [judge.principles_for(g.id)[0].id for g in gold]
+    out = tmp_path / "rewording"
+    asyncio.run(evaluate_rewordings(gold[:1], judge, out, k=1, reworder=reworder,
+                                    progress=False))
+    first = json.loads((out / "wordings.json").read_text())
+    assert list(first) == [drawn[0]]
+    asyncio.run(evaluate_rewordings(gold, judge, out, k=1, reworder=reworder, progress=False))
+    words = json.loads((out / "wordings.json").read_text())
+    assert set(words) == set(drawn) and words[drawn[0]] == first[drawn[0]]
+    assert {w[1]["question"] for w in words.values()} == {
+        "Which reply would a careful reader prefer?"}
+    report = json.loads((out / "report.json").read_text())
+    assert sum(p["comparisons"] for p in report["principles"]) == 12
+    assert len(list(read_jsonl(out / "judgements.jsonl"))) == 12

@@ -198,14 +198,20 @@ async def evaluate_rewordings(pairs: Sequence[GoldPair], judge: Judge, out: Path
     check_settings(target, "rewording-wordings", settings)
     dry_run = session is not None and session.dry_run
     before = reworder.stats.copy()
+    # Only the principles these pairs are judged under: with a few pairs, a few principles.
+    # wordings.json grows when a rerun with more pairs (a larger --limit) needs more.
+    needed = {p.id if p else DEFAULT_ID for pair in pairs
+              for p in judge.principles_for(pair.id)}
+    known: dict[str, list[Wording]] = {}
     if (target / WORDINGS).exists():  # written by an earlier run with these settings
-        wordings = {pid: [Wording(**{**w, "attempts": tuple(w["attempts"])}) for w in ws]
-                    for pid, ws in read_json(target / WORDINGS).items()}
-    else:
-        wordings = await write_wordings(questions, variants, k, reworder, judge,
-                                        dry_run=dry_run)
-        write_json(target / WORDINGS, {pid: [w.to_dict() for w in ws]
-                                       for pid, ws in wordings.items()})
+        known = {pid: [Wording(**{**w, "attempts": tuple(w["attempts"])}) for w in ws]
+                 for pid, ws in read_json(target / WORDINGS).items()}
+    todo = {pid: q for pid, q in questions.items() if pid in needed and pid not in known}
+    if todo:
+        known.update(await write_wordings(todo, variants, k, reworder, judge, dry_run=dry_run))
+        write_json(target / WORDINGS, {pid: [w.to_dict() for w in known[pid]]
+                                       for pid in questions if pid in known})
+    wordings = {pid: known[pid] for pid in questions if pid in needed}
     spent = reworder.stats.since(before)
     result = await _judge(pairs, judge, wordings, out, concurrency, progress, session)
     if dry_run and "dry_run" in result.summary:
@@ -247,8 +253,7 @@ async def _judge(pairs: Sequence[GoldPair], judge: Judge, wordings: dict[str, li
               "templates": judge.templates.hashes(judge.template, "_judge_data"),
               "constitution": judge.constitution.provenance if judge.constitution else None,
               "principles": judge.settings.principles, "seed": judge.settings.seed,
-              "verdict_path": judge.verdict_path,
-              "wordings": {pid: [w.question for w in ws] for pid, ws in wordings.items()}}
+              "verdict_path": judge.verdict_path}  # the wordings: rewording-wordings' settings
     report: dict[str, Any] = {}
 
     def summarize(folder: Path) -> dict[str, Any]:
