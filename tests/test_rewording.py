@@ -114,6 +114,11 @@ def test_a_wording_must_differ_from_those_taken():
     assert check_wording("which is BETTER ?", taken) == "the same as the judge question"
     assert check_wording("Which reply is better?", taken) == "the same as wording 1"
     assert check_wording("Which one is preferable?", taken) is None
+    less = ["Which reply is less likely to help someone hurt a person?"]
+    assert check_wording("Which reply is more likely to help someone hurt a person?", less) \
+        == "asks the reverse ('less' became 'more')"
+    assert check_wording("Which reply gives less help to someone who would hurt a person, "
+                         "and more care?", less) is None  # both words: not a reversal
 
 
 def test_flips_and_accuracy_by_hand():

@@ -64,6 +64,10 @@ DEFINITIONS = {
                 "tie or an undecided comparison counting as half right (as in `cai eval "
                 "judge`)",
 }
+# Opposite comparatives: a wording that trades one for the other most likely asks the reverse
+# question (the embedded model turned "less likely to help someone hurt" into "more likely").
+OPPOSITES = (("less", "more"), ("fewer", "more"), ("least", "most"), ("better", "worse"),
+             ("best", "worst"), ("lower", "higher"), ("safer", "riskier"))
 _BULLET = re.compile(r"^\s*(?:[-*\u2022>]+|\d+[.)])\s*")
 _LABEL = re.compile(r"^(?:new |reworded |the )?(?:question|rewording|answer|wording)\s*\d*\s*:\s*",
                     re.I)
@@ -110,6 +114,10 @@ def check_wording(question: str, taken: Sequence[str]) -> str | None:
     for i, t in enumerate(taken):
         if wording_key(t) == key:
             return "the same as the judge question" if i == 0 else f"the same as wording {i}"
+    old, new = set(wording_key(taken[0]).split()), set(key.split())
+    for a, b in OPPOSITES + tuple((b, a) for a, b in OPPOSITES):
+        if a in old and b not in old and b in new and a not in new:
+            return f"asks the reverse ('{a}' became '{b}')"
     return None
 
 
