@@ -2,11 +2,11 @@
 
 The pipeline in a few names, imported on first use, so that `import cai` loads no model
 library: load_constitution, Session (its `client(spec)` makes a model client), Reviser and
-revise, sample, Judge, Panel (of judges) and judge, eval_judge, train (by SFT, DPO,
-RewardModel or GRPO); make_prompts and build_report (data); run_loop; review_stats; lint,
-diff_constitutions and induce (authoring). The stage functions are async and write the same
-files as their commands. examples/python_api.py runs revise -> judge end to end; JudgeReward
-is cai's judge as a reward for TRL's GRPOTrainer.
+revise, sample, Judge, Panel (of judges) and judge, eval_judge and evaluate_rewordings,
+train (by SFT, DPO, RewardModel or GRPO); make_prompts and build_report (data); run_loop;
+review_stats; lint, diff_constitutions and induce (authoring). The stage functions are async
+and write the same files as their commands. examples/python_api.py runs revise -> judge end
+to end; JudgeReward is cai's judge as a reward for TRL's GRPOTrainer.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from cai.errors import CaiError
     from cai.evals.calibration import judge_gold as eval_judge
     from cai.evals.calibration import read_gold
+    from cai.evals.rewording import evaluate_rewordings
     from cai.inputs import PromptItem, read_prompts
     from cai.loop.run import run_loop
     from cai.models.client import Client

@@ -14,7 +14,9 @@ A file is YAML::
         critique: Say where the answer could help someone hurt people.
         revision: Rewrite the answer so that it no longer does.
         judge: Which response is less likely to help someone hurt people?   # optional
-        tags: [harm]                                                        # optional
+        judge_question_variants:                     # optional: rewordings of `judge`,
+          - Which response gives less help to someone who wants to hurt people?  # for
+        tags: [harm]                                 # `cai eval judge --rewordings K`
         weight: 1                                                           # optional, > 0
 
 Every problem is reported as ``FILE:LINE: principle 'ID': what is wrong and how to fix it``.
@@ -38,7 +40,9 @@ from cai.yamlfile import parse_yaml, yaml_text
 
 TOP_KEYS = {"name", "version", "description", "system_prompt", "examples", "principles", "tags"}
 REQUIRED_TOP = ("name", "version", "description", "principles")
-PRINCIPLE_KEYS = {"id", "critique", "revision", "judge", "tags", "weight"}
+PRINCIPLE_KEYS = {"id", "critique", "revision", "judge", "judge_question_variants", "tags",
+                  "weight"}
+VARIANTS = "judge_question_variants"
 PRINCIPLE_TEXTS = ("critique", "revision", "judge")
 EXAMPLE_KEYS = {"prompt", "response", "critique", "revision", "principle"}
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -54,6 +58,9 @@ class Principle:
     judge: str | None = None
     tags: tuple[str, ...] = ()
     weight: float = 1.0
+    # Rewordings of `judge` that keep its meaning: what `cai eval judge --rewordings` uses
+    # first to test whether the verdicts depend on the wording.
+    judge_question_variants: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,11 @@ def parse_constitution(text: str, source: str = "<string>") -> Constitution:
     if checker.problems or constitution is None:
         raise ConstitutionError(checker.problems or [f"{source}: not a constitution"])
     return constitution
+
+
+def wording_key(text: str) -> str:
+    """A question as compared for sameness: case, spacing and punctuation ignored."""
+    return " ".join(re.findall(r"\w+", text.casefold()))
 
 
 def content_hash(data: Any) -> str:
@@ -259,6 +271,7 @@ class _Checker:
                     self.add(node, f"missing '{key}'; add the {key} request", name)
                 continue
             texts[key] = self.text(item[key], nodes.get(key), key, principle=name)
+        variants = self.variants(item, nodes, texts.get("judge"), name) if VARIANTS in item else []
         tags = item.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
             self.add(nodes.get("tags"), "'tags' must be a list of words, e.g. [harm, privacy]",
@@ -274,7 +287,44 @@ class _Checker:
         return Principle(
             id=str(pid), critique=texts["critique"] or "", revision=texts["revision"] or "",
             judge=texts.get("judge"), tags=tuple(t.strip() for t in tags), weight=float(weight),
+            judge_question_variants=tuple(variants),
         )
+
+    def variants(self, item: dict[str, Any], nodes: dict[Any, yaml.Node],
+                 judge: str | None, name: str) -> list[str]:
+        """The rewordings of the judge question: each a question of its own, none the judge
+        question again, no two the same."""
+        value, node = item[VARIANTS], nodes.get(VARIANTS)
+        if "judge" not in item:
+            self.add(node, f"'{VARIANTS}' rewords the judge question, and there is none; add "
+                     "'judge: Which response ...?' or remove the variants", name)
+            return []
+        if not isinstance(value, list) or not value:
+            self.add(node, f"'{VARIANTS}' must be a list of questions (each line starting "
+                     "with '- '), not " + ("an empty list" if value == [] else _kind(value)),
+                     name)
+            return []
+        items = node.value if isinstance(node, yaml.SequenceNode) else [node] * len(value)
+        out: list[str] = []
+        seen: dict[str, int] = {}
+        for i, (v, v_node) in enumerate(zip(value, items, strict=True), start=1):
+            text = self.text(v, v_node, f"{VARIANTS} #{i}", principle=name)
+            if text is None:
+                continue
+            key = wording_key(text)
+            if not text.endswith("?"):
+                self.add(v_node, f"'{VARIANTS} #{i}' is not a question; write it as the judge "
+                         "question is written, ending with '?'", name)
+            elif judge is not None and key == wording_key(judge):
+                self.add(v_node, f"'{VARIANTS} #{i}' is the judge question itself; write a "
+                         "rewording of it or remove the line", name)
+            elif key in seen:
+                self.add(v_node, f"'{VARIANTS} #{i}' repeats #{seen[key]}; remove one of them",
+                         name)
+            else:
+                seen[key] = i
+                out.append(text)
+        return out
 
     def example_principles(self, examples: list[Example], principles: list[Principle],
                            node: yaml.Node | None) -> None:

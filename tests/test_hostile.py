@@ -193,6 +193,28 @@ def test_the_judge_calibration_report(tmp_path, browser):
     page.close()
 
 
+def test_the_rewording_report(tmp_path, browser):
+    """`cai eval judge --rewordings`: judge questions and their rewordings are the
+    constitution's or a model's text, and the pair ids are the data's."""
+    variants = [f"{s} which is better?" for s in STRINGS[:6]]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "name": "c", "version": "1", "description": "d", "principles": [
+            {"id": "p-one", "critique": "c", "revision": "r",
+             "judge": f"{STRINGS[7]} Which is better?", "judge_question_variants": variants}]}))
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("".join(json.dumps({"id": hostile(i), "prompt": hostile(i),
+                                        "chosen": hostile(i + 1), "rejected": hostile(i + 2)})
+                            + "\n" for i in range(3)))
+    out = tmp_path / "calibration"
+    cai("eval", "judge", "--data", gold, "--constitution", tmp_path / "c.yaml", "--judge",
+        "fake:fixed:A", "--rewordings", 7, "--reworder", f"fake:fixed:{STRINGS[1]}", "--out",
+        out, "--no-cache", env=OFFLINE, check=True)
+    report = json.loads((out / "rewording" / "report.json").read_text())
+    assert [w["question"] for w in report["principles"][0]["wordings"]][1:] == variants
+    assert report["principles"][0]["missing"], "the model's answer is no question"
+    both_views(browser, out / "rewording", "report.md", variants, tmp_path)
+
+
 def test_a_missed_escape_still_cannot_run(answers, tmp_path, browser):
     """The Content-Security-Policy alone: a script put into a report by hand does not run."""
     out = tmp_path / "eval"

@@ -199,3 +199,51 @@ async def clarity(path: str | Path, client: Any, templates: Any) -> list[Finding
                        p.id)
 
     return list(await asyncio.gather(*(one(p) for p in const.principles)))
+
+
+async def wording_flips(path: str | Path, judge: Any, gold: Path, out: Path, *, k: int,
+                        max_flip: float, session: Any = None) -> list[Finding]:
+    """Principles whose verdicts on the gold pairs change with the wording of their judge
+    question more often than `max_flip`: measured (`cai eval judge --rewordings`), each
+    finding with its figure."""
+    from cai.evals.calibration import read_gold
+    from cai.evals.rewording import evaluate_rewordings
+
+    lines, _ = _lines(Path(path))
+    result = await evaluate_rewordings(read_gold(gold), judge, out, k=k, session=session,
+                                       progress=False)
+    found = []
+    for p in (result.report or {}).get("principles", []):
+        line = lines.get(p["id"], {}).get("judge") or lines.get(p["id"], {}).get("id", 1)
+        where = f"on {gold.name} with {judge.client.spec} and {k} rewording(s)"
+        if p["flip_rate"] is None:
+            found.append(Finding(str(path), line, "wording-untested", "no gold pair was "
+                                 f"decided under two of its wordings {where}, so whether its "
+                                 "verdicts depend on the wording is unknown; use more pairs",
+                                 p["id"]))
+        elif p["flip_rate"] > max_flip:
+            found.append(Finding(str(path), line, "wording-flips", f"its verdict changes with "
+                                 f"the wording of the judge question on {p['flipped']} of "
+                                 f"{p['comparable']} gold pairs ({p['flip_rate']:.1%} > "
+                                 f"{max_flip:.1%}) {where}; make the question more precise, "
+                                 "so that its rewordings ask the same thing", p["id"]))
+    return found
+
+
+async def model_findings(path: str | Path, client: Any, templates: Any, judge_client: Any,
+                         gold: str | None, k: int, max_flip: float,
+                         session: Any = None) -> list[Finding]:
+    """What `--model` adds: the model's clarity opinions, and with `gold` the principles
+    whose verdicts flip with the wording (measured in a folder of its own, gone after; the
+    response cache keeps the answers for a rerun)."""
+    import tempfile
+
+    from cai.stages.judge import Judge, JudgeSettings
+
+    found = await clarity(path, client, templates)
+    if gold:
+        judge = Judge(judge_client, templates, load_constitution(path), JudgeSettings())
+        with tempfile.TemporaryDirectory(prefix="cai-lint-") as scratch:
+            found += await wording_flips(path, judge, Path(gold), Path(scratch) / "rewording",
+                                         k=k, max_flip=max_flip, session=session)
+    return found

@@ -17,6 +17,8 @@ from cai.cli.options import (
     make_judge,
     model_options,
     panel_line,
+    report,
+    rewording_line,
     run,
     run_and_report,
 )
@@ -263,15 +265,23 @@ def eval_group() -> None:
               help="Judge under these principles [default: one helpful-honest-harmless question].")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--limit", default=None, type=click.IntRange(1))
+@click.option("--rewordings", default=0, show_default=True, type=click.IntRange(0, 20),
+              help="Also judge every pair under K rewordings of each judge question (the "
+              "constitution's judge_question_variants first, then --reworder's) and report "
+              "how often the verdict changes with the wording, into OUT/rewording/.")
+@click.option("--reworder", default=None, help="The model that writes the rewordings the "
+              "constitution does not list [default: --judge].")
 @OVERWRITE
 @judge_options
 def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
-               overwrite: bool, **options: Any) -> None:
+               rewordings: int, reworder: str | None, overwrite: bool, **options: Any) -> None:
     """Measure a judge against human labels: accuracy, kappa, flips, length bias, ECE."""
     from cai.constitution import load_constitution
     from cai.evals.calibration import judge_gold, read_gold
+    from cai.evals.rewording import evaluate_rewordings
     from cai.folders import claim
     from cai.paths import resolve_constitution
+    from cai.stages.stage import StageResult
 
     gold = read_gold(Path(data))[:limit]
     const = load_constitution(resolve_constitution(constitution)) if constitution else None
@@ -279,9 +289,23 @@ def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
     claim(Path(out), "eval judge", {"--data": data}, overwrite=overwrite,
           dry_run=session.dry_run)
     j = make_judge(constitution=const, **options)
-    result = run_and_report(session, judge_gold(gold, j, Path(out),
-                                           concurrency=session.limits.concurrency,
-                                           session=session))
+    reworded: list[StageResult] = []
+
+    async def evaluate() -> StageResult:
+        result = await judge_gold(gold, j, Path(out), concurrency=session.limits.concurrency,
+                                  session=session)
+        # Each judge of a panel under the same wordings (written by --reworder, or the first
+        # judge); its original questions come from the cache.
+        writer = session.client(reworder) if reworder else j.lead.client
+        for k, judge in enumerate(j.judges if rewordings else ()):
+            folder = Path(out) / "rewording"
+            reworded.append(await evaluate_rewordings(
+                gold, judge, folder / f"judge-{k + 1}" if j.is_panel else folder,
+                k=rewordings, reworder=writer, concurrency=session.limits.concurrency,
+                session=session))
+        return result
+
+    result = run_and_report(session, evaluate())
     if result.report and not session.dry_run:  # a dry run's verdicts are no measurement
         from cai.reports.render import render
 
@@ -290,6 +314,10 @@ def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
         if "panel" in result.report:
             console.print(f"panel weights (each judge's accuracy) -> "
                           f"{Path(out) / 'panel_weights.json'}", highlight=False, markup=False)
+    for r in reworded:
+        report(r)
+        if r.report and "dry_run" not in r.summary:
+            rewording_line(r.report, r.out)
 
 
 @eval_group.command("policy")

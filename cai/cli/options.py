@@ -264,3 +264,16 @@ def panel_line(p: dict[str, Any]) -> None:
         console.print(f"  {j['judge']}: decided {j['decided']}, left out {j['left_out']}, "
                       f"position flips {j['position_flip_rate']}, against the majority "
                       f"{j['against_majority']}", highlight=False, markup=False)
+
+
+def rewording_line(report: dict[str, Any], out: Path) -> None:
+    o = report["overall"]
+    console.print(f"[bold]rewording[/]: {o['flipped']} of {o['comparable']} comparable "
+                  f"comparisons flip with the wording (flip rate {o['flip_rate']}); accuracy "
+                  f"{o['accuracy_original']} under the original questions, "
+                  f"{o['accuracy_reworded']} under the rewordings -> {out / 'report.md'}",
+                  highlight=False)
+    for p in report["principles"]:
+        missing = f", {len(p['missing'])} wording(s) not written" if p["missing"] else ""
+        console.print(f"  {escape(p['id'])}: flip rate {p['flip_rate']} ({p['flipped']}/"
+                      f"{p['comparable']}){missing}", highlight=False)

@@ -64,20 +64,36 @@ def constitution_show(file: str) -> None:
 
 @constitution_group.command("lint")
 @click.argument("files", nargs=-1, required=True)
-@click.option("--strict", is_flag=True, help="Exit 1 when a rule finds anything (a model's "
-              "opinion never counts).")
+@click.option("--strict", is_flag=True, help="Exit 1 when a rule or a measured figure finds "
+              "anything (a model's clarity opinion never counts).")
 @click.option("--model", default=None, help="Also ask this model how clearly each principle "
-              "can be acted on (off by default; printed as the model's opinion).")
+              "can be acted on (off by default; printed as the model's opinion); with --gold, "
+              "also the judge whose verdicts are tested against rewording.")
+@click.option("--gold", default=None, type=click.Path(dir_okay=False), help="Human-labelled "
+              "pairs (as for `cai eval judge`): with --model, judge them under each judge "
+              "question and its rewordings, and flag principles whose verdicts flip with the "
+              "wording more often than --max-flip.")
+@click.option("--rewordings", default=3, show_default=True, type=click.IntRange(1, 20),
+              help="Rewordings per judge question, with --gold.")
+@click.option("--max-flip", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+              help="The share of gold pairs whose verdict may change with the wording.")
 @model_options
-def constitution_lint(files: tuple[str, ...], strict: bool, model: str | None, session: Any,
+def constitution_lint(files: tuple[str, ...], strict: bool, model: str | None,
+                      gold: str | None, rewordings: int, max_flip: float, session: Any,
                       templates: str | None) -> None:
     """Advice on how the principles are written, each with its line (see README for where each
     rule comes from)."""
-    from cai.authoring.lint import clarity, lint
+    from cai.authoring.lint import lint, model_findings
     from cai.constitution import ConstitutionError
+    from cai.evals.calibration import read_gold
     from cai.paths import resolve_constitution
     from cai.templates import Templates
 
+    if gold and not model:
+        raise CaiError("--gold needs --model: the judge whose verdicts are tested against "
+                       "rewording")
+    if gold:
+        read_gold(Path(gold))  # checked before any model loads
     found = 0
     for name in files:
         path = resolve_constitution(name)
@@ -86,10 +102,13 @@ def constitution_lint(files: tuple[str, ...], strict: bool, model: str | None, s
         except ConstitutionError as e:
             raise CaiError(f"{path}: not a valid constitution ({e.problems[0]}); see `cai "
                            "constitution check`") from None
-        found += len(findings)
         if model:
-            opinions = run(session, clarity(path, session.client(model), Templates(templates)))
-            findings = sorted(findings + opinions, key=lambda f: (f.line, f.rule))
+            judge = session.client(model, logprobs=True) if gold else None
+            findings += run(session, model_findings(
+                path, session.client(model), Templates(templates), judge, gold, rewordings,
+                max_flip, session))
+        found += sum(f.rule != "model-clarity" for f in findings)
+        findings.sort(key=lambda f: (f.line, f.rule))
         for f in findings:
             console.print(str(f), markup=False, highlight=False, soft_wrap=True)
         if not findings:
