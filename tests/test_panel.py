@@ -300,3 +300,17 @@ def test_a_dry_run_estimates_each_judge_of_the_panel(tmp_path):
     assert set(estimate["by_model"]) == {"fake:fixed:A", "fake:fixed:B"}
     assert [m["requests"] for m in estimate["by_model"].values()] == [8, 8]  # 4 pairs, 2 orders
     assert estimate["requests"] == 16 and not (tmp_path / "cal").exists()
+
+
+def test_a_panel_is_one_set_of_settings_and_one_weight_a_judge():
+    from cai.errors import CaiError
+    from cai.models.backends.fake import FakeBackend
+
+    def judge(spec, **settings):
+        return Judge(Client(FakeBackend(spec)), Templates(), None, JudgeSettings(**settings))
+
+    with pytest.raises(CaiError, match="share their constitution and settings"):
+        Panel([judge("fixed:A"), judge("fixed:B", seed=1)])
+    with pytest.raises(CaiError, match="1 weights for 2 judges"):
+        Panel([judge("fixed:A"), judge("fixed:B")], [1.0])
+    assert Panel([judge("fixed:A"), judge("fixed:B")], [1.0, 2.0]).weights == (1.0, 2.0)

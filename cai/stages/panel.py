@@ -99,6 +99,12 @@ class Panel:
         specs = [j.client.spec for j in judges]
         if len(set(specs)) < len(specs):
             raise CaiError(f"the judge {_repeated(specs)} is given twice; give each judge once")
+        if len({(j.settings, j.constitution.sha256 if j.constitution else None)
+                for j in judges}) > 1:
+            raise CaiError("the judges of a panel share their constitution and settings; make "
+                           "them with the same ones")
+        if weights is not None and len(weights) != len(judges):
+            raise CaiError(f"{len(weights)} weights for {len(judges)} judges; give one a judge")
         self.judges = tuple(judges)
         self.weights = tuple(weights) if weights is not None else (1.0,) * len(judges)
 
