@@ -64,12 +64,35 @@ class StageFailed(CaiError):
     pass
 
 
+STOPS = {signal.SIGINT, signal.SIGTERM}  # Ctrl-C and `kill`: the loop stops, as planned
+
+
 def _die_with_parent(parent: int) -> None:
-    """In the child, before it runs: SIGKILL when the loop dies, and exit at once if the
-    loop is already gone."""
+    """In the child, before it runs: SIGKILL when the loop dies, exit at once if the loop is
+    already gone, and take Ctrl-C and `kill` again (held by the loop while it forked)."""
     ask_for_sigkill_with_parent()
     if os.getppid() != parent:
         os._exit(1)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
+
+
+def _start(command: list[str],
+           env: dict[str, str]) -> tuple[subprocess.Popen[bytes], set[Any]]:
+    """Start a stage in a process group of its own (so that the loop can end it whole, and
+    a Ctrl-C in the terminal reaches the loop alone), with Ctrl-C and `kill` held while it
+    forks: raised in the fork's after-fork hooks, Python would drop them ("Exception
+    ignored") and the loop would go on. Returns the child and the signal mask to restore
+    once the caller can end the stage, when a stop held meanwhile comes."""
+    parent = os.getpid()
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
+    try:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+                                 preexec_fn=lambda: _die_with_parent(parent))
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
+    return child, held
 
 
 class Loop:
@@ -318,17 +341,12 @@ class Loop:
         with open(log, "ab") as f:
             f.write(redact_urls(f"\n[{now()}] $ {shlex.join(['cai', *argv])}\n").encode())
             f.flush()
-            start, parent = f.tell(), os.getpid()
-            # A group of its own, so that the loop can end the stage whole (and a Ctrl-C in
-            # the terminal reaches the loop alone, which then ends the stage).
-            self.child = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, preexec_fn=lambda: _die_with_parent(parent),
-                start_new_session=True, env={
-                    **os.environ, "PYTHONUNBUFFERED": "1", **child_env(self.run.folder),
-                    LEDGER: str(self.run.folder / LEDGER_FILE),
-                    LEDGER_STAGE: spends_for or stage.key})
+            start = f.tell()
+            self.child, held = _start(command, {
+                **os.environ, "PYTHONUNBUFFERED": "1", **child_env(self.run.folder),
+                LEDGER: str(self.run.folder / LEDGER_FILE), LEDGER_STAGE: spends_for or stage.key})
             try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a stop held: raised here
                 # Through the loop, not straight into the file: a child's error may quote a
                 # --base-url, and loop.log keeps no credentials.
                 assert self.child.stdout is not None
