@@ -279,8 +279,7 @@ class Loop:
         """done, stopped (by the budget or the deadline) or incomplete (more failed items
         than max_failed_fraction allows, in any of its summaries), with the reason."""
         if figures.get("stopped_reason"):
-            return "stopped", (f"{figures['stopped_reason']} ({counts.get('items_done', 0)} of "
-                               f"{counts.get('items', 0)} items done)")
+            return "stopped", f"{figures['stopped_reason']} ({_progress(stage, counts)})"
         kind = "eval" if stage.name.startswith("eval") else stage.name
         allowed = getattr(self.config.max_failed_fraction, kind, None)
         if allowed is None:  # a training stage, or one without items
@@ -519,6 +518,16 @@ def _summaries(out: Path) -> list[dict[str, Any]]:
     found = [read_json(p, LOOP_FIX) for folder in (out, out / "reference") if folder.is_dir()
              for p in sorted(folder.glob("*summary.json"))]
     return [s for s in found if "stage" in s]
+
+
+def _progress(stage: Stage, counts: dict[str, int]) -> str:
+    """How far a stopped stage got: its items, or a training's steps (it has no items)."""
+    summary = stage.out / "train_summary.json"
+    if counts.get("items") or not summary.is_file():
+        return f"{counts.get('items_done', 0)} of {counts.get('items', 0)} items done"
+    trained = read_json(summary, LOOP_FIX)
+    wanted = (trained.get("trl") or {}).get("max_steps")
+    return f"at step {trained.get('steps')}" + (f" of {wanted}" if wanted else "")
 
 
 def _incomplete(report: dict[str, Any]) -> str | None:
