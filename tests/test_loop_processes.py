@@ -170,3 +170,44 @@ def test_kill_9_while_training_under_accelerate_leaves_nothing_and_resumes(tmp_p
     summary = json.loads((it / "train-sft" / "train_summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 4
     assert summary["resumed_from"].startswith("checkpoint-")
+
+
+# The loop, stopped (SIGTERM) just as it forks a stage: the signal is sent from one of the
+# fork's after-fork hooks, the moment Python runs them (where a `kill` can land).
+STOPPED_AS_IT_FORKS = """
+import os, signal, sys
+from pathlib import Path
+from cai.loop.plan import Stage
+from cai.loop.run import Loop, _interrupt
+loop = Loop(Path(sys.argv[1]), Path(sys.argv[2]), echo=print)
+loop.run.folder.mkdir()
+signal.signal(signal.SIGTERM, _interrupt)  # as Loop.go does
+armed = [True]
+def stop():
+    if armed:
+        armed.pop()
+        os.kill(os.getpid(), signal.SIGTERM)
+os.register_at_fork(after_in_parent=stop)
+# A stage that would take 10 s.
+stage = Stage(1, "slow", Path(sys.argv[2]) / "slow", [],
+              launcher=(sys.executable, "-c", "import time; time.sleep(10)"))
+try:
+    loop.child_process(stage)
+    print("went on")
+except KeyboardInterrupt:
+    print("stopped")
+"""
+
+
+def test_a_stop_signal_as_a_stage_starts_stops_the_loop(tmp_path):
+    """A SIGTERM that came while the loop forked a stage was raised inside Python's
+    after-fork hooks, which drop exceptions ("Exception ignored"): the loop went on as if
+    never told to stop. Now it stops, and the stage is ended."""
+    from tests.helpers import write_config
+
+    config, run = write_config(tmp_path / "c.yaml"), tmp_path / "run"
+    done = subprocess.run([sys.executable, "-c", STOPPED_AS_IT_FORKS, str(config), str(run)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.stdout.strip().splitlines()[-1] == "stopped", done.stdout + done.stderr
+    assert "Exception ignored" not in done.stderr, done.stderr
+    assert marked(run.resolve()) == []

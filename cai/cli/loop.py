@@ -67,8 +67,9 @@ def _show(s: dict[str, Any]) -> None:
               for key, x in s["spent_by_stage"].items()]
     lines += [f"still running: pid {p['pid']}: {p['command']}" for p in s["processes"]]
     for u in s["unfinished"]:
-        lines.append(f"iteration {u['iteration']}, {u['stage']}: {u['event']}, "
-                     f"{u['items_done']} of {u['items']} items done ({u['reason']})")
+        done = f"{u['items_done']} of {u['items']} items done, " if u["items"] else ""
+        lines.append(f"iteration {u['iteration']}, {u['stage']}: {u['event']}, {done}"
+                     f"{u['reason']}")
     for g in s["gates"]:
         verdict = "promoted" if g["promoted"] else f"not promoted ({', '.join(g['failed'])})"
         lines.append(f"gates of iteration {g['iteration']}: {verdict}")

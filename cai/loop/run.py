@@ -65,12 +65,35 @@ class StageFailed(CaiError):
     pass
 
 
+STOPS = {signal.SIGINT, signal.SIGTERM}  # Ctrl-C and `kill`: the loop stops, as planned
+
+
 def _die_with_parent(parent: int) -> None:
-    """In the child, before it runs: SIGKILL when the loop dies, and exit at once if the
-    loop is already gone."""
+    """In the child, before it runs: SIGKILL when the loop dies, exit at once if the loop is
+    already gone, and take Ctrl-C and `kill` again (held by the loop while it forked)."""
     ask_for_sigkill_with_parent()
     if os.getppid() != parent:
         os._exit(1)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
+
+
+def _start(command: list[str],
+           env: dict[str, str]) -> tuple[subprocess.Popen[bytes], set[Any]]:
+    """Start a stage in a process group of its own (so that the loop can end it whole, and
+    a Ctrl-C in the terminal reaches the loop alone), with Ctrl-C and `kill` held while it
+    forks: raised in the fork's after-fork hooks, Python would drop them ("Exception
+    ignored") and the loop would go on. Returns the child and the signal mask to restore
+    once the caller can end the stage, when a stop held meanwhile comes."""
+    parent = os.getpid()
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
+    try:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+                                 preexec_fn=lambda: _die_with_parent(parent))
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
+    return child, held
 
 
 class Loop:
@@ -257,8 +280,7 @@ class Loop:
         """done, stopped (by the budget or the deadline) or incomplete (more failed items
         than max_failed_fraction allows, in any of its summaries), with the reason."""
         if figures.get("stopped_reason"):
-            return "stopped", (f"{figures['stopped_reason']} ({counts.get('items_done', 0)} of "
-                               f"{counts.get('items', 0)} items done)")
+            return "stopped", f"{figures['stopped_reason']} ({_progress(stage, counts)})"
         kind = "eval" if stage.name.startswith("eval") else stage.name
         allowed = getattr(self.config.max_failed_fraction, kind, None)
         if allowed is None:  # a training stage, or one without items
@@ -319,17 +341,12 @@ class Loop:
         with open(log, "ab") as f:
             f.write(redact_urls(f"\n[{now()}] $ {shlex.join(['cai', *argv])}\n").encode())
             f.flush()
-            start, parent = f.tell(), os.getpid()
-            # A group of its own, so that the loop can end the stage whole (and a Ctrl-C in
-            # the terminal reaches the loop alone, which then ends the stage).
-            self.child = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, preexec_fn=lambda: _die_with_parent(parent),
-                start_new_session=True, env={
-                    **os.environ, "PYTHONUNBUFFERED": "1", **child_env(self.run.folder),
-                    LEDGER: str(self.run.folder / LEDGER_FILE),
-                    LEDGER_STAGE: spends_for or stage.key})
+            start = f.tell()
+            self.child, held = _start(command, {
+                **os.environ, "PYTHONUNBUFFERED": "1", **child_env(self.run.folder),
+                LEDGER: str(self.run.folder / LEDGER_FILE), LEDGER_STAGE: spends_for or stage.key})
             try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a stop held: raised here
                 # Through the loop, not straight into the file: a child's error may quote a
                 # --base-url, and loop.log keeps no credentials.
                 assert self.child.stdout is not None
@@ -502,6 +519,16 @@ def _summaries(out: Path) -> list[dict[str, Any]]:
     found = [read_json(p, LOOP_FIX) for folder in (out, out / "reference") if folder.is_dir()
              for p in sorted(folder.glob("*summary.json"))]
     return [s for s in found if "stage" in s]
+
+
+def _progress(stage: Stage, counts: dict[str, int]) -> str:
+    """How far a stopped stage got: its items, or a training's steps (it has no items)."""
+    summary = stage.out / "train_summary.json"
+    if counts.get("items") or not summary.is_file():
+        return f"{counts.get('items_done', 0)} of {counts.get('items', 0)} items done"
+    trained = read_json(summary, LOOP_FIX)
+    wanted = (trained.get("trl") or {}).get("max_steps")
+    return f"at step {trained.get('steps')}" + (f" of {wanted}" if wanted else "")
 
 
 def _incomplete(report: dict[str, Any]) -> str | None:
