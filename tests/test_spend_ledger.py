@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cai.models.budget import LEDGER, LEDGER_STAGE, read_ledger, record_spend
-from cai.records import read_jsonl
+from cai.records.read import read_jsonl
 from tests.helpers import needs_local, needs_train
 from tests.stubs.stub_server import StubServer, completion_body, default_reply
 
