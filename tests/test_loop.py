@@ -354,14 +354,33 @@ def test_a_panel_of_judges_in_the_config_judges_and_rewards_as_a_panel(tmp_path)
     from cai.loop.config import read_loop_config
     from cai.loop.plan import Run, iteration_stages
 
-    config, _ = read_loop_config(write_config(tmp_path / "c.yaml", training={
-        "method": "grpo"}, judge=["openai:judge-a", "local"]))
-    run = Run(tmp_path / "run", config, tmp_path, policy="local")
-    stages = {s.name: s for s in iteration_stages(run, 1, dict, dict)}
-    for name in ("judge", "train-grpo"):
-        argv = stages[name].argv
+    def stages(method):
+        config, _ = read_loop_config(write_config(tmp_path / "c.yaml", training={
+            "method": method}, judge=["openai:judge-a", "local"]))
+        run = Run(tmp_path / "run", config, tmp_path, policy="local")
+        return {s.name: s for s in iteration_stages(run, 1, dict, dict)}
+
+    for method, name in (("dpo", "judge"), ("grpo", "train-grpo")):
+        argv = stages(method)[name].argv
         judges = [argv[k + 1] for k, a in enumerate(argv) if a == "--judge"]
         assert judges == ["openai:judge-a", "local"], name
+
+
+def test_an_iteration_makes_only_the_data_its_training_reads(tmp_path):
+    """Revisions for SFT, judged pairs (sampled answers) for DPO; GRPO reads the prompts."""
+    from cai.loop.config import read_loop_config
+    from cai.loop.plan import Run, iteration_stages
+
+    made = {}
+    for method in ("sft", "dpo", "sft+dpo", "grpo", "sft+grpo"):
+        config, _ = read_loop_config(write_config(tmp_path / "c.yaml",
+                                                  training={"method": method}))
+        run = Run(tmp_path / "run", config, tmp_path, policy="local")
+        made[method] = [s.name for s in iteration_stages(run, 1, dict, dict)
+                        if s.name in ("sample", "revise", "judge")]
+    assert made == {"sft": ["revise"], "dpo": ["sample", "judge"],
+                    "sft+dpo": ["sample", "revise", "judge"], "grpo": [],
+                    "sft+grpo": ["revise"]}
 
 
 def test_the_report_shows_what_each_training_stage_says_of_itself(tmp_path):

@@ -136,11 +136,14 @@ def eval_argv(run: Run, what: list[str], out: Path, reference: Path | None = Non
 
 def iteration_stages(run: Run, i: int, take_prompts: Callable[[], dict[str, Any]],
                      gate: Callable[[], dict[str, Any]]) -> list[Stage]:
-    """One iteration: sample, critique and revise, judge, train, evaluate, gate."""
+    """One iteration: sample, critique and revise, judge, train, evaluate, gate. Only the data
+    the training methods read is made: revisions for SFT, judged pairs for DPO (GRPO reads the
+    prompts, and its judge rewards as it trains)."""
     c, d = run.config, run.iter_dir(i)
     prompts, seed = str(d / "prompts.jsonl"), str(c.seed + i)
     policy = run.policy
     judges = [a for spec in c.judges for a in ("--judge", spec)]  # several: a panel
+    methods = c.training.method.split("+")
     stages = [
         Stage(i, "prompts", d, action=take_prompts),
         Stage(i, "sample", d / "sample", [
@@ -156,11 +159,13 @@ def iteration_stages(run: Run, i: int, take_prompts: Callable[[], dict[str, Any]
             str(c.training.min_margin), "--out", str(d / "judge")], budgeted=True,
             batch=batched(run, *c.judges)),
     ]
+    made_for = {"sample": "dpo", "revise": "sft", "judge": "dpo"}
+    stages = [s for s in stages if s.name not in made_for or made_for[s.name] in methods]
     start = policy.split(":", 1)[1] if policy.startswith(("hf:", "vllm:")) else policy
     data = {"sft": ["--data", str(d / "revise/sft.jsonl")],
             "dpo": ["--data", str(d / "judge/prefs.jsonl")],
             "grpo": ["--prompts", prompts, *judges, "--constitution", run.constitution]}
-    for kind in c.training.method.split("+"):
+    for kind in methods:
         out = d / f"train-{kind}"
         argv = ["train", kind, *data[kind], "--model", start, "--out", str(out),
                 "--config", str(d / "train.yaml")]
