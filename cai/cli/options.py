@@ -259,11 +259,11 @@ def panel_line(p: dict[str, Any]) -> None:
     """What a panel of judges says of itself, in a few lines."""
     console.print(f"panel of {len(p['judges'])}: Fleiss' kappa {p['fleiss_kappa']} over "
                   f"{p['decided_by_all']} pairs all decided, split on {p['split']} of "
-                  f"{p['comparisons']}", highlight=False)
+                  f"{p['comparisons']}", highlight=False, soft_wrap=True)
     for j in p["per_judge"]:
         console.print(f"  {j['judge']}: decided {j['decided']}, left out {j['left_out']}, "
                       f"position flips {j['position_flip_rate']}, against the majority "
-                      f"{j['against_majority']}", highlight=False, markup=False)
+                      f"{j['against_majority']}", highlight=False, markup=False, soft_wrap=True)
 
 
 def rewording_line(report: dict[str, Any], out: Path) -> None:
