@@ -285,7 +285,7 @@ def test_killed_at_a_boundary_mid_stage_and_mid_training_it_resumes(tmp_path, en
             return any(e["event"] == "done" and e["key"] == stage
                        for e in read_jsonl(history)) if history.exists() else False
 
-        kill_when(run, config, env, lambda: done("1:sample"))  # at a stage boundary
+        kill_when(run, config, env, lambda: done("0:eval-start"))  # at a stage boundary
         kill_when(run, config, env, lambda: lines(it / "revise" / "sft.jsonl") >= 1)
         kill_when(run, config, env, lambda: any((it / "train-sft").glob(
             "checkpoint-*/trainer_state.json")))
@@ -317,7 +317,9 @@ def test_batch_mode_waits_for_the_judges_batches(tmp_path, env):
             tmp_path / "c.yaml", iterations=1, critic="openai:stand-in",
             judge="openai:stand-in", evaluator="openai:stand-in", base_urls=[server.url],
             batch=True, batch_poll="1s", work={"prompts": 2, "samples": 2, "rounds": 1},
-            training={"method": "sft", "trl": {"max_steps": 1}})
+            # DPO: the judged pairs are its data (the stand-in's verdicts are coin flips, so
+            # no margin is asked of them).
+            training={"method": "dpo", "min_margin": 0, "trl": {"max_steps": 1}})
         done = cai("loop", config, "--out", tmp_path / "run",
                    env={**env, "OPENAI_API_KEY": "stand-in"})
         assert server.batches.batches  # the judge's requests went as batches
