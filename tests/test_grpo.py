@@ -151,11 +151,15 @@ def test_every_process_of_a_launch_logs_its_completions(prompts, tmp_path, local
     # local_model: converted before; two processes converting at once collide.
     out = tmp_path / "grpo"
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "cai",
+        # --standalone: a free port, so that another launch on the machine cannot collide.
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "cai",
          "train", "grpo", "--prompts", str(prompts), "--model", "local", "--judge", "local",
          "--out", str(out), "--lora", "--config", str(config)],
         capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
+    if done.returncode:
+        Path("/work/runs/grpo_err_%d.log" % os.getpid()).write_text(done.stderr)
+    assert done.returncode == 0, done.stderr[-6000:]  # the rank's error, then torchrun's
     judged = list(read_jsonl(out / "completions.jsonl"))
     assert sorted(r["process"] for r in judged) == [0, 0, 1, 1]
     assert all(r["step"] == 1 and r["completion"] for r in judged)

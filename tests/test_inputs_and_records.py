@@ -1,4 +1,5 @@
 import json
+import multiprocessing
 
 import pytest
 
@@ -6,7 +7,7 @@ from cai.errors import InputError
 from cai.inputs import read_prompts
 from cai.records.append import JsonlWriter, repair
 from cai.records.read import done_ids, read_jsonl
-from cai.records.rewrite import keep_ids
+from cai.records.rewrite import keep_ids, write_json
 from tests.helpers import ROOT
 
 
@@ -84,6 +85,26 @@ def test_keep_ids_drops_uncommitted_records(tmp_path):
     assert keep_ids(path, {"a", "c"}) == 1
     assert [r["id"] for r in read_jsonl(path)] == ["a", "c"]
     assert keep_ids(path, {"a", "c"}) == 0
+
+
+def _write_often(path, n: int) -> None:
+    for i in range(200):
+        write_json(path, {"writer": n, "i": i})
+
+
+def test_processes_writing_one_json_file_at_once_each_replace_it_whole(tmp_path):
+    """The ranks of a launch share the fingerprint cache: one rank's write must not rename
+    away the temporary file of another (it did: 'fingerprints.json: No such file')."""
+    path = tmp_path / "shared.json"
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_write_often, args=(path, n)) for n in range(4)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(120)
+    assert [w.exitcode for w in writers] == [0, 0, 0, 0]
+    assert json.loads(path.read_text(encoding="utf-8"))["i"] == 199
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.json"]
 
 
 def test_read_jsonl_names_the_bad_line(tmp_path):

@@ -14,6 +14,7 @@ kept by path, size and modification time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -48,7 +49,8 @@ def file_fingerprint(path: Path) -> str:
             digest.update(block)
     known = {k: v for k, v in known.items() if not k.startswith(f"{path}:")}  # stale entries
     known[key] = digest.hexdigest()
-    write_json(_store(), known)
+    with contextlib.suppress(OSError):  # only a cache: the next call hashes the file again
+        write_json(_store(), known)
     return digest.hexdigest()
 
 

@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 
 from cai.records.append import repair
@@ -49,13 +50,15 @@ def write_json(path: str | Path, data: Any) -> None:
 
 def _replace(texts: dict[Path, str]) -> None:
     """Write through temporary files renamed over the targets: a kill, or a full disk, leaves
-    the old files or the new, never a part."""
+    the old files or the new, never a part. Each writer has temporary files of its own, so
+    that processes writing one file at once (the ranks of a launch sharing a cache) each
+    replace it whole instead of renaming each other's half-written file away."""
     written: list[Path] = []
     path = next(iter(texts))
     try:
         for path, text in texts.items():
             path.parent.mkdir(parents=True, exist_ok=True)
-            written.append(path.with_suffix(path.suffix + ".tmp"))
+            written.append(path.with_name(f".{path.name}.{os.getpid()}.{token_hex(4)}.tmp"))
             written[-1].write_text(text, encoding="utf-8")
         for path, tmp in zip(texts, written, strict=True):
             os.replace(tmp, path)
