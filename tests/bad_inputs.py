@@ -297,6 +297,9 @@ def cases() -> list[Case]:
                             "iterations: 1 and 400 zeros": (
                                 LOOP.replace("iterations: 2", "iterations: 1" + "0" * 400), 4),
                             "an unknown key": (LOOP + "colour: blue\n", 10),
+                            "an empty panel of judges": (LOOP + "judge: []\n", 10),
+                            "one judge twice in the panel": (
+                                LOOP + "judge: [local, local]\n", 10),
                             "a duplicate key": (LOOP + "iterations: 3\n", 10),
                             "a missing constitution": (LOOP.replace("harmless", "nothing.yaml"),
                                                        "nothing.yaml"),

@@ -14,6 +14,7 @@ import pytest
 
 from cai.constitution import parse_constitution
 from cai.models.backends.openai import OpenAIBackend
+from cai.models.cache import ResponseCache
 from cai.models.client import Client
 from cai.records.read import read_jsonl
 from cai.review.pairs import Pair, read_pairs, sample
@@ -83,9 +84,9 @@ def responses(tmp_path):
     return path
 
 
-def judge_with_panel(servers, responses, out, weights=None):
-    clients = [Client(OpenAIBackend(f"judge-{k}", base_urls=[s.url]), backoff=0.001)
-               for k, s in enumerate(servers)]
+def judge_with_panel(servers, responses, out, weights=None, cache=None):
+    clients = [Client(OpenAIBackend(f"judge-{k}", base_urls=[s.url]), backoff=0.001,
+                      cache=cache) for k, s in enumerate(servers)]
     constitution = parse_constitution(MINIMAL)
     panel = Panel([Judge(c, Templates(), constitution, JudgeSettings()) for c in clients],
                   weights)
@@ -121,6 +122,7 @@ def test_the_soft_label_is_the_mean_of_the_judges_and_the_panel_reports_itself(r
         assert [s["left_out"] for s in row["panel"]] == [None, None, None]
         assert row["panel_split"] is True
         assert {o["judge"] for o in row["single_order"]} == set(row["judge"])
+        assert len(row["principles"]) == 1  # the one drawn, not once per judge
     panel = result.summary["judge"]["panel"]
     # Votes per pair: GOOD, BAD, GOOD. Each pair [2 for GOOD, 1 for BAD] of 3 raters:
     # P_i = 1/3; shares 2/3 and 1/3, P_e = 5/9; kappa = (1/3 - 5/9) / (4/9) = -1/2.
@@ -148,9 +150,14 @@ def test_weights_shift_the_mean(responses, tmp_path):
     assert weighted["panel_weights"] == [3.0, 1.0]
 
 
-def test_a_failing_judge_is_left_out_of_the_pair_and_the_record_says_so(responses, tmp_path):
-    with StubServer(handler=FAIR) as a, StubServer(fault_rate=1.0, faults=("503",)) as down:
-        result = judge_with_panel([a, down], responses, tmp_path / "j")
+def refuses(request):
+    raise ValueError("this model does not judge such things")  # the stub answers 400
+
+
+def test_a_judge_that_refuses_is_left_out_of_the_pair_and_the_record_says_so(responses,
+                                                                            tmp_path):
+    with StubServer(handler=FAIR) as a, StubServer(handler=refuses) as no:
+        result = judge_with_panel([a, no], responses, tmp_path / "j")
     assert result.summary["done"] == 2 and result.summary["failed"] == 0
     prefs = list(read_jsonl(tmp_path / "j" / "prefs.jsonl"))
     assert len(prefs) == 2
@@ -158,7 +165,8 @@ def test_a_failing_judge_is_left_out_of_the_pair_and_the_record_says_so(response
         assert row["soft_label"] == pytest.approx(0.7)  # the judge that answered, alone
         fair, failed = row["panel"]
         assert fair["left_out"] is None and failed["p_chosen"] is None
-        assert failed["left_out"].startswith("failed:") and "503" in failed["left_out"]
+        assert failed["left_out"].startswith("failed:")
+        assert "does not judge such things" in failed["left_out"]
         assert row["panel_split"] is False
     per_judge = result.summary["judge"]["panel"]["per_judge"]
     assert [j["left_out"] for j in per_judge] == [0, 2]
@@ -166,12 +174,32 @@ def test_a_failing_judge_is_left_out_of_the_pair_and_the_record_says_so(response
     assert result.summary["judge"]["panel"]["fleiss_kappa"] is None
 
 
+def test_a_judge_down_fails_the_prompt_and_a_rerun_asks_only_it_again(responses, tmp_path):
+    """An outage of one provider never leaves pairs labelled by the others alone: the prompt
+    fails, as with one judge, and the rerun pays only for the judge that was down."""
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    out = tmp_path / "j"
+    with StubServer(handler=FAIR) as a, StubServer(fault_rate=1.0, faults=("503",)) as down:
+        first = judge_with_panel([a, down], responses, out, cache=cache)
+        assert a.completions == 4  # each of its requests awaited to the end, and cached
+        assert first.summary["done"] == 0 and first.summary["failed"] == 2
+        assert not list(read_jsonl(out / "prefs.jsonl"))
+        assert "503" in next(read_jsonl(out / "failed.jsonl"))["error"]
+        down.fault_rate, down.handler, asked = 0.0, CONTRARY, len(down.requests)
+        again = judge_with_panel([a, down], responses, out, cache=cache)
+        assert a.completions == 4 and len(down.requests) == asked + 4
+    assert again.summary["done"] == 2 and again.summary["failed"] == 0
+    for row in read_jsonl(out / "prefs.jsonl"):
+        assert [s["left_out"] for s in row["panel"]] == [None, None]
+        assert row["soft_label"] == pytest.approx(0.55)
+
+
 def test_a_pair_no_judge_decided_is_unjudged_with_each_judges_reason(responses, tmp_path):
     def mumbles(request):
         return {"content": "I cannot say."}
 
-    with StubServer(handler=mumbles) as a, StubServer(fault_rate=1.0, faults=("503",)) as down:
-        judge_with_panel([a, down], responses, tmp_path / "j")
+    with StubServer(handler=mumbles) as a, StubServer(handler=refuses) as no:
+        judge_with_panel([a, no], responses, tmp_path / "j")
     assert not list(read_jsonl(tmp_path / "j" / "prefs.jsonl"))
     unjudged = list(read_jsonl(tmp_path / "j" / "unjudged.jsonl"))
     assert len(unjudged) == 2
@@ -227,9 +255,17 @@ def test_weights_files_are_checked_with_a_fix(tmp_path):
     path.write_text(json.dumps({"weights": {"local": 0, "openai:x": 0.8}}))
     with pytest.raises(Exception, match="weight 0, not a positive number"):
         read_weights(path, ["local", "openai:x"])
+    for number in ("NaN", "Infinity"):  # Python's json reads both
+        path.write_text('{"weights": {"local": %s}}' % number)
+        with pytest.raises(Exception, match="not a positive number"):
+            read_weights(path, ["local"])
     path.write_text("[1, 2]")
     with pytest.raises(Exception, match="panel_weights.json that `cai eval judge` wrote"):
         read_weights(path, ["local"])
+    judges = [Judge(Client(OpenAIBackend(f"j{k}", base_urls=["http://127.0.0.1:9/v1"])),
+                    Templates(), None, JudgeSettings()) for k in range(2)]
+    with pytest.raises(Exception, match="each must be a positive number"):
+        Panel(judges, [1.0, -0.5])
 
 
 def test_panel_options_are_refused_clearly(responses, tmp_path, capsys):

@@ -252,11 +252,12 @@ def test_each_judge_of_a_panel_is_tested_against_the_same_wordings(gold, constit
     with StubServer(handler=scripted(REWORDER_ANSWERS)) as server:
         cai("eval", "judge", "--data", gold, "--constitution", constitution, "--out", out,
             "--judge", "openai:judge-one", "--judge", "openai:judge-two", "--reworder",
-            "openai:reworder", "--rewordings", 2, "--base-url", server.url, check=True)
+            "openai:reworder", "--rewordings", 2, "--base-url", server.url, "--no-cache",
+            check=True)
         rewordings = [r for r in server.requests
                       if "Write the same question in other words" in r["messages"][-1]["content"]]
     assert {r["model"] for r in rewordings} == {"reworder"}
-    assert len(rewordings) == 3  # written once: the second judge's are cache hits
+    assert len(rewordings) == 3  # written once, not asked again for the second judge
     reports = [json.loads((out / "rewording" / f"judge-{k}" / "report.json").read_text())
                for k in (1, 2)]
     for report in reports:  # the two judges answer alike: the same figures
@@ -265,6 +266,7 @@ def test_each_judge_of_a_panel_is_tested_against_the_same_wordings(gold, constit
     wordings = [json.loads((out / "rewording" / f"judge-{k}" / "wordings.json").read_text())
                 for k in (1, 2)]
     assert wordings[0] == wordings[1]
+    assert json.loads((out / "rewording" / "wordings.json").read_text()) == wordings[0]
 
 
 def test_dry_run_estimates_the_rewordings_and_writes_nothing(gold, constitution, tmp_path):
@@ -278,6 +280,23 @@ def test_dry_run_estimates_the_rewordings_and_writes_nothing(gold, constitution,
     # One model wording (the variant is the other): one request; then 4 pairs x 2 orders
     # under each of the three wordings.
     assert rewording["rewording_requests"] == 1 and rewording["requests"] == 1 + 24
+    # A panel: the wordings are written once, for both judges.
+    done = cai("eval", "judge", "--data", gold, "--constitution", constitution, "--out", out,
+               "--judge", "fake:fixed:A", "--judge", "fake:fixed:B", "--rewordings", 2,
+               "--dry-run", check=True)
+    estimates = [json.loads(m) for m in re.findall(r"^\{.*?^\}", done.stdout, re.S | re.M)]
+    assert [e.get("rewording_requests") for e in estimates[-2:]] == [1, 0]
+    assert not out.exists()
+
+
+def test_rewordings_refuse_batch_mode_before_anything_is_written(gold, constitution,
+                                                                   tmp_path):
+    out = tmp_path / "e"
+    done = cai("eval", "judge", "--data", gold, "--constitution", constitution, "--out", out,
+               "--judge", "openai:judge", "--rewordings", 2, "--batch")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "error: --rewordings does not go with --batch" in done.stderr
+    assert not out.exists()
 
 
 def test_lint_flags_a_principle_whose_verdicts_flip_with_wording(gold, constitution):
@@ -291,6 +310,22 @@ def test_lint_flags_a_principle_whose_verdicts_flip_with_wording(gold, constitut
                            "wording of the judge question on 1 of 4 gold pairs (25.0% > 10.0%)")
     assert "[wording-flips]" not in quiet.stdout and quiet.returncode == 0
     assert "[model-clarity]" in quiet.stdout
+
+
+def test_lint_says_when_its_wording_test_was_stopped_or_only_estimated(gold, constitution):
+    """A stopped test is no measurement: no 'untested' advice for every principle, but one
+    error that says why; a dry run prints its estimate, which --strict does not count."""
+    args = ("constitution", "lint", constitution, "--model", "openai:judge", "--gold", gold,
+            "--rewordings", 2, "--strict")
+    with StubServer(handler=scripted(REWORDER_ANSWERS)) as server:
+        stopped = cai(*args, "--max-requests", 10, "--base-url", server.url)
+    assert stopped.returncode == 2 and "Traceback" not in stopped.stderr
+    assert "the wording test of" in stopped.stderr and "did not finish" in stopped.stderr
+    assert "max-requests" in stopped.stderr and "[wording-untested]" not in stopped.stdout
+    estimated = cai(*args, "--dry-run")
+    assert estimated.returncode == 0, estimated.stderr[-2000:]
+    [line] = [x for x in estimated.stdout.splitlines() if "[wording-estimate]" in x]
+    assert "would send" in line and "[wording-untested]" not in estimated.stdout
 
 
 def test_lint_gold_needs_a_model(gold, constitution):

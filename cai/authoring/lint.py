@@ -28,6 +28,7 @@ import yaml
 from cai.constitution import Constitution, Principle, load_constitution
 from cai.data.dedup import find_duplicates
 from cai.data.rows import Row
+from cai.errors import CaiError
 
 NEAR_DUPLICATE = 0.5  # word 3-gram Jaccard of two principles' texts
 VAGUE = ("appropriate", "inappropriate", "good", "bad", "proper", "suitable", "acceptable",
@@ -52,6 +53,10 @@ STOP = {"a", "an", "the", "of", "to", "in", "on", "for", "and", "or", "but", "wi
         "all", "your", "you", "their", "them", "his", "her", "from", "into", "than", "then",
         "so", "if"}
 _WORD = re.compile(r"[a-z']+")
+
+
+# What --strict does not count: a model's opinion, and a dry run's estimate.
+ADVICE_ONLY = ("model-clarity", "wording-estimate")
 
 
 @dataclass(frozen=True)
@@ -212,10 +217,21 @@ async def wording_flips(path: str | Path, judge: Any, gold: Path, out: Path, *, 
     lines, _ = _lines(Path(path))
     result = await evaluate_rewordings(read_gold(gold), judge, out, k=k, session=session,
                                        progress=False)
+    s = result.summary
+    if "dry_run" in s:  # an estimate's answers measure nothing
+        e = s["dry_run"]
+        return [Finding(str(path), 1, "wording-estimate", f"a dry run: testing the wordings "
+                        f"{where_of(gold, judge, k)} would send {e['requests']} requests, "
+                        f"{e['tokens_in']} tokens in, at most {e['tokens_out']} out")]
+    if not s["finished"] or s["failed"]:
+        why = s["stopped_reason"] or f"{s['failed']} of {s['total']} gold pairs failed"
+        raise CaiError(f"the wording test of {path} did not finish ({why}), so its figures "
+                       "would say more than was measured; rerun the same command to go on "
+                       "(what was answered comes from the response cache)")
     found = []
     for p in (result.report or {}).get("principles", []):
         line = lines.get(p["id"], {}).get("judge") or lines.get(p["id"], {}).get("id", 1)
-        where = f"on {gold.name} with {judge.client.spec} and {k} rewording(s)"
+        where = where_of(gold, judge, k)
         if p["flip_rate"] is None:
             found.append(Finding(str(path), line, "wording-untested", "no gold pair was "
                                  f"decided under two of its wordings {where}, so whether its "
@@ -228,6 +244,10 @@ async def wording_flips(path: str | Path, judge: Any, gold: Path, out: Path, *, 
                                  f"{max_flip:.1%}) {where}; make the question more precise, "
                                  "so that its rewordings ask the same thing", p["id"]))
     return found
+
+
+def where_of(gold: Path, judge: Any, k: int) -> str:
+    return f"on {gold.name} with {judge.client.spec} and {k} rewording(s)"
 
 
 async def model_findings(path: str | Path, client: Any, templates: Any, judge_client: Any,

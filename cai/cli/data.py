@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -277,15 +278,22 @@ def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
                rewordings: int, reworder: str | None, overwrite: bool, **options: Any) -> None:
     """Measure a judge against human labels: accuracy, kappa, flips, length bias, ECE."""
     from cai.constitution import load_constitution
+    from cai.errors import CaiError
     from cai.evals.calibration import judge_gold, read_gold
     from cai.evals.rewording import evaluate_rewordings
     from cai.folders import claim
     from cai.paths import resolve_constitution
     from cai.stages.stage import StageResult
 
+    session = options["session"]
+    if rewordings and session.batch:
+        raise CaiError("--rewordings does not go with --batch: each pair is judged under "
+                       "wordings a model writes first, which cannot wait for a batch. Run "
+                       "`cai eval judge --batch` first, then the same command with "
+                       "--rewordings and without --batch (what the batch answered comes from "
+                       "the cache)")
     gold = read_gold(Path(data))[:limit]
     const = load_constitution(resolve_constitution(constitution)) if constitution else None
-    session = options["session"]
     claim(Path(out), "eval judge", {"--data": data}, overwrite=overwrite,
           dry_run=session.dry_run)
     j = make_judge(constitution=const, **options)
@@ -294,15 +302,19 @@ def eval_judge(data: str, constitution: str | None, out: str, limit: int | None,
     async def evaluate() -> StageResult:
         result = await judge_gold(gold, j, Path(out), concurrency=session.limits.concurrency,
                                   session=session)
-        # Each judge of a panel under the same wordings (written by --reworder, or the first
-        # judge); its original questions come from the cache.
+        # Each judge of a panel under the same wordings, written once into rewording/ (by
+        # --reworder, or the first judge); its original questions come from the cache.
         writer = session.client(reworder) if reworder else j.lead.client
-        for k, judge in enumerate(j.judges if rewordings else ()):
-            folder = Path(out) / "rewording"
-            reworded.append(await evaluate_rewordings(
-                gold, judge, folder / f"judge-{k + 1}" if j.is_panel else folder,
-                k=rewordings, reworder=writer, concurrency=session.limits.concurrency,
-                session=session))
+        folder = Path(out) / "rewording"
+        try:
+            for k, judge in enumerate(j.judges if rewordings else ()):
+                reworded.append(await evaluate_rewordings(
+                    gold, judge, folder / f"judge-{k + 1}" if j.is_panel else folder,
+                    k=rewordings, reworder=writer, concurrency=session.limits.concurrency,
+                    session=session, wordings_at=folder))
+        finally:
+            if session.dry_run:
+                shutil.rmtree(session.target(folder), ignore_errors=True)
         return result
 
     result = run_and_report(session, evaluate())

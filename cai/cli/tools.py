@@ -83,7 +83,7 @@ def constitution_lint(files: tuple[str, ...], strict: bool, model: str | None,
                       templates: str | None) -> None:
     """Advice on how the principles are written, each with its line (see README for where each
     rule comes from)."""
-    from cai.authoring.lint import lint, model_findings
+    from cai.authoring.lint import ADVICE_ONLY, lint, model_findings
     from cai.constitution import ConstitutionError
     from cai.evals.calibration import read_gold
     from cai.paths import resolve_constitution
@@ -107,7 +107,7 @@ def constitution_lint(files: tuple[str, ...], strict: bool, model: str | None,
             findings += run(session, model_findings(
                 path, session.client(model), Templates(templates), judge, gold, rewordings,
                 max_flip, session))
-        found += sum(f.rule != "model-clarity" for f in findings)
+        found += sum(f.rule not in ADVICE_ONLY for f in findings)
         findings.sort(key=lambda f: (f.line, f.rule))
         for f in findings:
             console.print(str(f), markup=False, highlight=False, soft_wrap=True)

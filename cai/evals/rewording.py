@@ -13,7 +13,7 @@ Everything is written under one folder (`rewording/` of an eval folder): wording
 wording and who wrote it, or why the model's is missing), judgements.jsonl (every order of
 every comparison under every wording; resumable), report.json, report.md and report.html.
 A panel measures each of its judges by calling `evaluate_rewordings` once per judge, each
-into a folder of its own.
+into a folder of its own, under wordings written once into `rewording/wordings.json`.
 """
 
 from __future__ import annotations
@@ -192,13 +192,17 @@ def judged_questions(judge: Judge) -> tuple[dict[str, str], dict[str, tuple[str,
 
 async def evaluate_rewordings(pairs: Sequence[GoldPair], judge: Judge, out: Path, *, k: int,
                               reworder: Client | None = None, concurrency: int = 8,
-                              progress: bool | None = None,
-                              session: Session | None = None) -> StageResult:
+                              progress: bool | None = None, session: Session | None = None,
+                              wordings_at: Path | None = None) -> StageResult:
     """One judge on the gold pairs under each principle's original question and K
     rewordings (written by `reworder`, the judge's own model if None) into `out`; the
-    report is the result's `report`. A panel calls this once per judge."""
+    report is the result's `report`. The wordings are kept in `wordings_at` (`out` if None):
+    a panel calls this once per judge with one folder for them all, so that every judge is
+    tested under the very same wordings, written once. (In a dry run that folder is
+    `session.target(wordings_at)`, a scratch folder the caller removes after the last judge.)"""
     reworder = reworder or judge.client
-    target = session.target(out) if session is not None else out
+    kept = wordings_at or out
+    target = session.target(kept) if session is not None else kept
     questions, variants = judged_questions(judge)
     settings = {"k": k, "reworder": reworder.identity, "seed": judge.settings.seed,
                 "questions": questions, "variants": variants,
@@ -221,6 +225,9 @@ async def evaluate_rewordings(pairs: Sequence[GoldPair], judge: Judge, out: Path
         write_json(target / WORDINGS, {pid: [w.to_dict() for w in known[pid]]
                                        for pid in questions if pid in known})
     wordings = {pid: known[pid] for pid in questions if pid in needed}
+    if kept != out:  # beside each judge's figures, the wordings it was judged under
+        write_json((session.target(out) if session is not None else out) / WORDINGS,
+                   {pid: [w.to_dict() for w in ws] for pid, ws in wordings.items()})
     spent = reworder.stats.since(before)
     result = await _judge(pairs, judge, wordings, out, concurrency, progress, session)
     if dry_run and "dry_run" in result.summary:

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cai.errors import CaiError, InputError
 from cai.yamlfile import read_yaml
@@ -123,6 +130,17 @@ class LoopConfig(_Strict):
     max_failed_fraction: FailedFraction = Field(default_factory=FailedFraction)
     seed: int = 0
 
+
+    @field_validator("judge")
+    @classmethod
+    def each_judge_once(cls, judge: str | list[str]) -> str | list[str]:
+        if isinstance(judge, list):
+            if not judge:
+                raise ValueError("an empty list; give one judge, or a list of several")
+            if len(set(judge)) < len(judge):
+                twice = next(j for j in judge if judge.count(j) > 1)
+                raise ValueError(f"the judge {twice} is given twice; give each judge once")
+        return judge
 
     @property
     def judges(self) -> list[str]:

@@ -57,7 +57,7 @@ def pair_record(base: dict[str, Any], x: str, y: str,
         "margin": round(margin(p_x), 6),
         "single_order": [single_orders(j, x_wins) for j in judgements],
         "orders_agree": all(j.agree for j in judgements if j.agree is not None),
-        "principles": [j.principle for j in judgements],
+        "principles": list(dict.fromkeys(j.principle for j in judgements)),  # once a panel
         "chosen_length": len(chosen),
         "rejected_length": len(rejected),
         "longer_won": len(chosen) > len(rejected),

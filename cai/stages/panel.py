@@ -5,8 +5,9 @@ people better than one large judge (Verga et al. 2024, "Replacing Judges with Ju
 judge sees the same comparison under the same principle in both orders, so their verdicts
 differ only by the judge. The pair's soft label is the mean of the judges' order-averaged
 P(x better), or a weighted mean with weights from each judge's agreement with people on a
-gold set (`cai eval judge` writes them). A judge that fails on a comparison, or gives no
-verdict, is left out of that pair's mean, and the record says so.
+gold set (`cai eval judge` writes them). A judge that refuses a comparison (a 400, a
+refusal) or gives no verdict is left out of that pair's mean, and the record says so; a passing
+failure (its retries spent) fails the item for a rerun, as with one judge.
 
 A panel of one is the judge itself: its records are exactly those of a single judge.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any
 
 from cai.chat import Message
 from cai.constitution import Constitution
-from cai.errors import BackendError, CaiError, InputError
+from cai.errors import CaiError, InputError
 from cai.stages.judge import Comparison, Judge, JudgeSettings, PrincipleJudgement
 from cai.stats import fleiss_kappa
 from cai.templates import Templates
@@ -105,6 +107,8 @@ class Panel:
                            "them with the same ones")
         if weights is not None and len(weights) != len(judges):
             raise CaiError(f"{len(weights)} weights for {len(judges)} judges; give one a judge")
+        if weights is not None and not all(_positive(w) for w in weights):
+            raise CaiError(f"panel weights {list(weights)}: each must be a positive number")
         self.judges = tuple(judges)
         self.weights = tuple(weights) if weights is not None else (1.0,) * len(judges)
 
@@ -153,25 +157,38 @@ class Panel:
                       key: str) -> Comparison | PanelComparison:
         if not self.is_panel:
             return await self.lead.compare(conversation, x, y, key)
-        seats = await asyncio.gather(*(self._seat(j, w, conversation, x, y, key)
-                                       for j, w in zip(self.judges, self.weights, strict=True)))
-        return PanelComparison(key, tuple(seats))
+        said = await asyncio.gather(*(j.compare(conversation, x, y, key) for j in self.judges),
+                                    return_exceptions=True)
+        # A passing failure (a 429, a 5xx, a timeout, its retries spent) fails the whole item,
+        # as with one judge: a rerun asks again, and the other judges' answers, each awaited
+        # here to the end, come from the cache. Only a judge that answered and gave no
+        # verdict (a refusal, a 400, an unparsed answer) is left out of the pair.
+        comparisons = []
+        for c in said:
+            if isinstance(c, BaseException):
+                raise c
+            comparisons.append(c)
+        return PanelComparison(key, tuple(
+            Seat(j.client.spec, j.client.identity, w, c, _left_out(c))
+            for j, w, c in zip(self.judges, self.weights, comparisons, strict=True)))
 
-    async def _seat(self, judge: Judge, weight: float, conversation: Sequence[Message], x: str,
-                    y: str, key: str) -> Seat:
-        spec, identity = judge.client.spec, judge.client.identity
-        try:
-            c = await judge.compare(conversation, x, y, key)
-        except BackendError as e:
-            # In a panel the others still decide: this judge is left out of the pair and the
-            # record keeps why. (A single judge's transient failure fails the item instead.)
-            return Seat(spec, identity, weight, None, f"failed: {e}")
-        return Seat(spec, identity, weight, c, None if c.p_x is not None else NO_VERDICT)
+
+def _left_out(c: Comparison) -> str | None:
+    """Why a judge that answered is not in the pair's mean, or None when it is."""
+    if c.p_x is not None:
+        return None
+    failed = [o.verdict.raw for j in c.judgements for o in (j.x_first, j.x_second)
+              if o.verdict.status == "failed"]
+    return f"failed: {failed[0]}" if failed else NO_VERDICT
 
 
 def as_panel(judge: Judge | Panel) -> Panel:
     """A panel as it is, or one judge as a panel of one."""
     return judge if isinstance(judge, Panel) else Panel([judge])
+
+
+def _positive(w: float) -> bool:
+    return math.isfinite(w) and w > 0  # NaN and infinity too would make every label NaN
 
 
 def _repeated(specs: list[str]) -> str:
@@ -195,7 +212,7 @@ def read_weights(path: Path, specs: Sequence[str]) -> list[float]:
     found = []
     for spec in specs:
         w = weights.get(spec)
-        if not isinstance(w, (int, float)) or isinstance(w, bool) or w <= 0:
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not _positive(w):
             why = "has no weight" if w is None else f"has weight {w!r}, not a positive number"
             raise InputError(path, None, f"the judge {spec} {why}; measure it with `cai eval "
                              "judge` in this panel, or leave it out of the panel")
