@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +29,9 @@ CREATE TABLE IF NOT EXISTS responses (
     created REAL DEFAULT (julianday('now'))
 )
 """
+
+
+LOCK_WAIT = 30.0  # seconds a process waits for another that holds the cache
 
 
 def default_path() -> Path:
@@ -62,10 +66,21 @@ class ResponseCache:
         # One connection used from the event loop's thread only; autocommit, WAL so that
         # several runs can share the cache and a kill never corrupts it.
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(SCHEMA)
+                                   timeout=LOCK_WAIT)
+        # Processes opening a new cache at once (the ranks of a launch, two commands) race to
+        # switch it to WAL, and SQLite answers the loser "locked" at once, without waiting
+        # out the timeout: wait here instead.
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(SCHEMA)
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def get(self, key: str) -> Completion | str | None:
         """The cached completion, a recorded error message, or None."""
