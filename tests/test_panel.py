@@ -256,7 +256,7 @@ def test_weights_files_are_checked_with_a_fix(tmp_path):
     with pytest.raises(Exception, match="weight 0, not a positive number"):
         read_weights(path, ["local", "openai:x"])
     for number in ("NaN", "Infinity"):  # Python's json reads both
-        path.write_text('{"weights": {"local": %s}}' % number)
+        path.write_text('{"weights": {"local": ' + number + "}}")
         with pytest.raises(Exception, match="not a positive number"):
             read_weights(path, ["local"])
     path.write_text("[1, 2]")
